@@ -1,0 +1,3 @@
+from cleanup.cli import main_exit
+
+main_exit()

@@ -1,0 +1,1 @@
+"""Shared fixtures. Store-specific fixtures live in each test folder's own conftest.py."""

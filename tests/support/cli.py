@@ -1,0 +1,66 @@
+"""Run the real CLI in-process and parse what it prints."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cleanup.cli import main
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("event") == name]
+
+    def one(self, name: str) -> dict[str, Any]:
+        found = self.events(name)
+        assert len(found) == 1, f"expected one {name!r} line, got {len(found)}: {self.stdout}"
+        return found[0]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The `run_finished` line, which must be the last line."""
+        assert self.lines, f"no output; stderr: {self.stderr}"
+        assert self.lines[-1]["event"] == "run_finished", self.stdout
+        return self.lines[-1]
+
+    def target(self, name: str) -> dict[str, Any]:
+        """The `target_finished` line of one target."""
+        found = [line for line in self.events("target_finished") if line["target"] == name]
+        assert len(found) == 1, self.stdout
+        return found[0]
+
+
+def run_cli(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> Result:
+    """Call cleanup.cli.main with its own environment mapping and, optionally, a fixed clock."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        if now is None:
+            code = main(list(argv), environ=dict(env or {}))
+        else:
+            code = main(list(argv), environ=dict(env or {}), clock=lambda: now)
+    text = out.getvalue()
+    lines = []
+    for raw in text.splitlines():
+        if raw.startswith("{"):
+            lines.append(json.loads(raw))
+    return Result(code, text, err.getvalue(), lines)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
