@@ -134,6 +134,7 @@ def main(
         max_deletions=args.max_deletions,
         log_level=args.log_level,
         log_format=args.log_format,
+        check_config=args.check_config,
     )
     run_id = uuid.uuid4().hex
     try:

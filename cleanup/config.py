@@ -123,6 +123,8 @@ class CliOptions:
     max_deletions: str | None = None
     log_level: str | None = None
     log_format: str | None = None
+    # --check-config is offline: it validates paths' form but not that they exist here.
+    check_config: bool = False
 
 
 class _Problems:
@@ -477,7 +479,7 @@ def _quick_targets(
 
 
 def _check_targets(
-    targets: Sequence[TargetSettings], only: Sequence[str], problems: _Problems
+    targets: Sequence[TargetSettings], only: Sequence[str], check_paths: bool, problems: _Problems
 ) -> None:
     seen: set[str] = set()
     for target in targets:
@@ -494,7 +496,8 @@ def _check_targets(
         # Existence is checked only for targets this run executes, so a `--jobs-only`
         # pod need not mount every volume the shared config names.
         if (
-            isinstance(target, VolumeSettings)
+            check_paths
+            and isinstance(target, VolumeSettings)
             and target.kind in only
             and os.path.isabs(target.path)
             and not os.path.isdir(target.path)
@@ -565,7 +568,7 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str]) -> Settings:
     targets = _file_targets(data, config_file or "config", global_age, environ, problems)
     targets += _quick_targets(environ, global_age, problems)
     top.finish()
-    _check_targets(targets, only, problems)
+    _check_targets(targets, only, not cli.check_config, problems)
     if problems.items:
         raise ConfigError(problems.items)
     return Settings(
