@@ -317,8 +317,14 @@ def _check_root(path: str, where: str, problems: _Problems) -> str:
         problems.add(f"{where}: path = {path!r}: must be an absolute path")
         return path
     resolved = os.path.realpath(path)
-    if resolved in FORBIDDEN_ROOTS:
-        problems.add(f"{where}: path = {path!r}: resolves to {resolved!r}, which is never swept")
+    # Check the spelled path too: on merged-/usr systems /bin resolves to /usr/bin.
+    literal = "/" + os.path.normpath(path).lstrip("/")
+    for candidate in (literal, resolved):
+        if candidate in FORBIDDEN_ROOTS:
+            problems.add(
+                f"{where}: path = {path!r}: resolves to {candidate!r}, which is never swept"
+            )
+            break
     return resolved
 
 
