@@ -99,87 +99,84 @@ class VolumeTarget:
         ctx.item_failed(error=exc.strerror or str(exc), path=self._path(frame, name))
 
     def _sweep(self, ctx: TargetContext, stack: list[_Dir], root_dev: int) -> None:
+        """Depth-first over `stack`; each directory's listing resumes where it stopped."""
         # Hot loop over every entry: locals instead of attribute look-ups keep it near find's speed.
         counters = ctx.counters
         cutoff_ns = to_ns(ctx.cutoff)
         dry_run = ctx.dry_run
         debug = ctx.debug
         stopping = ctx.stop.is_set
-        take = ctx.budget.take
-        give_back = ctx.budget.give_back
+        budget = ctx.budget
+        capped = budget.limit > 0
         excluder = self.excluder if self.excluder else None
         needs_path = self.excluder.needs_path
-        empty_dirs = self.settings.remove_empty_dirs
-        same_fs = self.settings.one_file_system
         lstat = os.lstat
         unlink = os.unlink
 
         while stack:
-            if stopping():
-                return
             frame = stack[-1]
-            entry = next(frame.listing, None)
-            if entry is None:
-                stack.pop()
-                frame.listing.close()
-                os.close(frame.fd)
-                if stack:
-                    self._leave_dir(ctx, frame, stack[-1], cutoff_ns)
-                continue
-            name = entry.name
-            if excluder is not None and excluder.excluded(
-                name, frame.rel + name if needs_path else name
-            ):
-                frame.kept += 1
-                continue
-            try:
-                is_dir = entry.is_dir(follow_symlinks=False)
-                if is_dir:
-                    self._enter_dir(ctx, stack, frame, name, root_dev, same_fs, empty_dirs)
+            fd = frame.fd
+            descended = False
+            for entry in frame.listing:
+                if stopping():
+                    return
+                name = entry.name
+                if excluder is not None and excluder.excluded(
+                    name, frame.rel + name if needs_path else name
+                ):
+                    frame.kept += 1
                     continue
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # gone since the listing: nothing to do
-            except OSError as exc:
-                self._fail(ctx, frame, name, exc)
-                continue
-            kind = _S_IFMT(st.st_mode)
-            if kind != _S_IFREG and kind != _S_IFLNK:
-                frame.kept += 1  # sockets, FIFOs, devices are never deleted
-                continue
-            counters.scanned += 1
-            if st.st_mtime_ns >= cutoff_ns:
-                frame.kept += 1
-                continue
-            if not take(1):
-                raise _Capped
-            if not dry_run:
                 try:
-                    # Re-check just before unlinking: a file rewritten or replaced since the
-                    # scan is left alone.
-                    now = lstat(name, dir_fd=frame.fd)
-                    if (
-                        now.st_ino != st.st_ino
-                        or _S_IFMT(now.st_mode) != kind
-                        or now.st_mtime_ns >= cutoff_ns
-                    ):
-                        give_back(1)
-                        frame.kept += 1
+                    # The listing's d_type is the scan; the lstat below is the check made
+                    # just before the unlink: an entry whose type changed in between, or that
+                    # became fresh, is left alone.
+                    if entry.is_dir(follow_symlinks=False):
+                        if self._enter_dir(ctx, stack, frame, name, root_dev):
+                            descended = True
+                            break
                         continue
-                    unlink(name, dir_fd=frame.fd)
+                    if entry.is_symlink():
+                        scanned_type = _S_IFLNK
+                    elif entry.is_file(follow_symlinks=False):
+                        scanned_type = _S_IFREG
+                    else:
+                        frame.kept += 1  # sockets, FIFOs, devices are never deleted
+                        continue
+                    st = lstat(name, dir_fd=fd)
                 except FileNotFoundError:
-                    give_back(1)
-                    continue
+                    continue  # gone since the listing: nothing to do
                 except OSError as exc:
-                    give_back(1)
-                    counters.matched += 1
                     self._fail(ctx, frame, name, exc)
                     continue
-                counters.deleted += 1
-            counters.matched += 1
-            counters.bytes_freed += st.st_size
-            if debug:
-                ctx.item_done(path=self._path(frame, name), size=st.st_size)
+                counters.scanned += 1
+                if st.st_mtime_ns >= cutoff_ns or _S_IFMT(st.st_mode) != scanned_type:
+                    frame.kept += 1
+                    continue
+                if capped and not budget.take(1):
+                    raise _Capped
+                if not dry_run:
+                    try:
+                        unlink(name, dir_fd=fd)
+                    except FileNotFoundError:
+                        budget.give_back(1)
+                        continue
+                    except OSError as exc:
+                        budget.give_back(1)
+                        counters.matched += 1
+                        self._fail(ctx, frame, name, exc)
+                        continue
+                    counters.deleted += 1
+                counters.matched += 1
+                counters.bytes_freed += st.st_size
+                if debug:
+                    ctx.item_done(path=self._path(frame, name), size=st.st_size)
+            if descended:
+                continue
+            stack.pop()
+            frame.listing.close()
+            os.close(fd)
+            if stack:
+                self._leave_dir(ctx, frame, stack[-1], cutoff_ns)
 
     def _enter_dir(
         self,
@@ -188,35 +185,33 @@ class VolumeTarget:
         parent: _Dir,
         name: str,
         root_dev: int,
-        same_fs: bool,
-        empty_dirs: bool,
-    ) -> None:
+    ) -> bool:
+        """Open a subdirectory and push it on the stack; False when it is not to be entered."""
         try:
             # O_NOFOLLOW: if the directory was swapped for a symlink since the listing,
             # this fails instead of following it out of the root.
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
         except OSError as exc:
-            if exc.errno in (errno.ENOENT,):
-                return
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 parent.kept += 1  # replaced by a link or file mid-run: leave it
-                return
-            self._fail(ctx, parent, name, exc)
-            return
+            elif exc.errno != errno.ENOENT:
+                self._fail(ctx, parent, name, exc)
+            return False
         st = os.fstat(fd)
-        if same_fs and st.st_dev != root_dev:
+        if self.settings.one_file_system and st.st_dev != root_dev:
             os.close(fd)
             parent.kept += 1  # another mount: never descend
-            return
+            return False
         try:
             listing = os.scandir(fd)
         except OSError as exc:
             os.close(fd)
             self._fail(ctx, parent, name, exc)
-            return
-        if empty_dirs:
+            return False
+        if self.settings.remove_empty_dirs:
             ctx.counters.scanned += 1
         stack.append(_Dir(fd, listing, parent.rel + name + "/", name, st.st_ino, st.st_mtime_ns))
+        return True
 
     def _leave_dir(self, ctx: TargetContext, frame: _Dir, parent: _Dir, cutoff_ns: int) -> None:
         """After a directory's sweep: remove it if it is now empty and was old when entered."""
