@@ -1,0 +1,60 @@
+# syntax=docker/dockerfile:1
+# Image for the `cleanup` retention job (SPEC section 8).
+#
+# Two stages on the same base: the builder creates a virtualenv in /opt/venv
+# (dependencies first, in their own cached layer, then the app), the runtime
+# stage copies only that venv. The base is a build argument so a local base can
+# stand in where registries cannot be reached; it must provide python3 with the
+# venv module at the same path in both stages.
+ARG BASE_IMAGE=python:3.12-slim-bookworm
+
+FROM ${BASE_IMAGE} AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /src
+
+# Dependency layer: derived from pyproject.toml alone, so editing the code
+# does not reinstall boto3 and psycopg. `all` brings the S3 and PostgreSQL drivers.
+COPY pyproject.toml ./
+RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["all"]))' > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt
+
+# App layer. Not editable: the runtime stage gets no /src. pip is dropped from
+# the venv (nothing installs at run time). Bytecode is compiled here with
+# unchecked-hash .pyc files, valid whatever mtimes COPY gives the sources, so
+# nothing is ever written at run time on a read-only root filesystem.
+COPY README.md ./
+COPY cleanup ./cleanup
+RUN pip install --no-cache-dir --no-deps . \
+    && rm -rf /opt/venv/lib/python3*/site-packages/pip /opt/venv/lib/python3*/site-packages/pip-* /opt/venv/bin/pip* \
+    && python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv
+
+FROM ${BASE_IMAGE} AS runtime
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="cleanup" \
+      org.opencontainers.image.description="Retention job: deletes expired files, S3 objects and PostgreSQL job rows, logging JSON lines." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="MIT"
+
+COPY --from=builder /opt/venv /opt/venv
+
+# PYTHONDONTWRITEBYTECODE: the root filesystem is read-only in the pod.
+# PYTHONUNBUFFERED: every JSON line reaches the log collector as it is written.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+# Numeric, so Kubernetes' runAsNonRoot can verify it without an /etc/passwd entry.
+USER 10001:10001
+WORKDIR /tmp
+
+ENTRYPOINT ["cleanup"]
