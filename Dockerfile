@@ -21,18 +21,23 @@ WORKDIR /src
 
 # Dependency layer: derived from pyproject.toml alone, so editing the code
 # does not reinstall boto3 and psycopg. `all` brings the S3 and PostgreSQL drivers.
+# botocore ships the API models of ~450 AWS services (about 17 MB); the job
+# talks to S3 and, for IRSA / web identity and SSO credentials, STS and SSO.
+# Set BOTOCORE_SERVICES=all to keep every model.
+ARG BOTOCORE_SERVICES="s3 sts sso sso-oidc"
 COPY pyproject.toml ./
 RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["all"]))' > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt
+    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && python3 -c 'import os, shutil, sys, botocore; keep = sys.argv[1].split(); data = os.path.join(os.path.dirname(botocore.__file__), "data"); [shutil.rmtree(os.path.join(data, n)) for n in os.listdir(data) if "all" not in keep and n not in keep and os.path.isdir(os.path.join(data, n))]' "$BOTOCORE_SERVICES"
 
-# App layer. Not editable: the runtime stage gets no /src. pip is dropped from
-# the venv (nothing installs at run time). Bytecode is compiled here with
+# App layer. Not editable: the runtime stage gets no /src. pip and setuptools
+# (which some venvs seed) are dropped: nothing installs at run time. Bytecode is compiled here with
 # unchecked-hash .pyc files, valid whatever mtimes COPY gives the sources, so
 # nothing is ever written at run time on a read-only root filesystem.
 COPY README.md ./
 COPY cleanup ./cleanup
 RUN pip install --no-cache-dir --no-deps . \
-    && rm -rf /opt/venv/lib/python3*/site-packages/pip /opt/venv/lib/python3*/site-packages/pip-* /opt/venv/bin/pip* \
+    && pip uninstall --yes setuptools pip \
     && python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv
 
 FROM ${BASE_IMAGE} AS runtime
