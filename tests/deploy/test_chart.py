@@ -430,3 +430,34 @@ def _documented_parent(lines: list[str], index: int, indent: int) -> bool:
             if indent == 0:
                 return False
     return False
+
+
+@pytest.mark.parametrize(
+    "mount_path", ["/dat", "/data/other", "/var/data"], ids=["prefix", "sibling", "elsewhere"]
+)
+def test_chart_volume_target_outside_mounts_fails_render(helm: str, mount_path: str) -> None:
+    """A volume target whose path is in no mounted volume is refused at render time."""
+    proc = run(
+        [
+            tool(helm),
+            "template",
+            "rel",
+            str(CHART),
+            "--values",
+            str(VALUES / "minimal.yaml"),
+            "--set",
+            f"mounts[0].mountPath={mount_path}",
+        ],
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert 'config.volumes "temp": path "/data/temp" is not inside any' in proc.stderr
+
+
+@pytest.mark.parametrize("mount_path", ["/data", "/data/", "/data/temp"])
+def test_chart_volume_target_inside_mount_renders(helm: str, mount_path: str) -> None:
+    """A volume target at or below a mount path renders (trailing slashes ignored)."""
+    rendered = helm_template(
+        helm, [VALUES / "minimal.yaml"], sets=[f"mounts[0].mountPath={mount_path}"]
+    )
+    assert rendered.one("CronJob")
