@@ -30,6 +30,9 @@ HELMS = ("helm3", "helm4")
 # The oldest Kubernetes the chart supports well (timeZone and podFailurePolicy are GA
 # from 1.27 and 1.31; 1.30 still serves both) and the newest schema this
 # kubernetes-validate ships.
+# Lines the image test wants in the terminal summary (image size, build time),
+# visible in CI logs even though pytest captures the output of passing tests.
+SUMMARY: list[str] = []
 K8S_VERSIONS = ("1.30.0", f"{kubernetes_validate.latest_version()}.0")
 
 
@@ -139,3 +142,8 @@ def helm(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     tool(name)
     return name
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in SUMMARY:
+        terminalreporter.write_line(line)

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import REPO, run, tool
+from tests.deploy.conftest import REPO, SUMMARY, run, tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -151,11 +151,13 @@ def image(podman: Podman) -> str:
         name: int(podman(["image", "inspect", "--format", "{{.Size}}", name]).stdout)
         for name in (IMAGE, BASE_IMAGE)
     }
-    print(
-        f"\nimage {IMAGE}: {sizes[IMAGE] / 1e6:.1f} MB on the debootstrap bookworm base "
+    line = (
+        f"image {IMAGE}: {sizes[IMAGE] / 1e6:.1f} MB on the debootstrap bookworm base "
         f"({sizes[BASE_IMAGE] / 1e6:.1f} MB), so {(sizes[IMAGE] - sizes[BASE_IMAGE]) / 1e6:.1f} MB "
         f"added by the Dockerfile; build {built:.0f}s, storage driver {podman.storage_driver}"
     )
+    print(line)
+    SUMMARY.append(line)
     return IMAGE
 
 
