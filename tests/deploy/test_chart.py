@@ -461,3 +461,18 @@ def test_chart_volume_target_inside_mount_renders(helm: str, mount_path: str) ->
         helm, [VALUES / "minimal.yaml"], sets=[f"mounts[0].mountPath={mount_path}"]
     )
     assert rendered.one("CronJob")
+
+
+def test_chart_dsn_exposed_for_quick_postgres_target(helm: str) -> None:
+    """With a DSN Secret but no postgres targets in config, CLEANUP_DATABASE_URL is still set."""
+    rendered = helm_template(
+        helm,
+        [VALUES / "minimal.yaml"],
+        sets=[
+            "database.existingSecret=db",
+            "extraEnv[0].name=CLEANUP_PG_TABLE",
+            "extraEnv[0].value=jobs",
+        ],
+    )
+    env = env_map(rendered.one("CronJob"))
+    assert env["CLEANUP_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "dsn"}

@@ -206,8 +206,10 @@ spec:
             - name: CLEANUP_CONFIG
               value: /etc/cleanup/config.toml
             {{- if $dsnSecret }}
+            {{- /* CLEANUP_DATABASE_URL always (also for a CLEANUP_PG_TABLE quick target),
+            plus every other dsn_env the postgres targets name. */}}
             {{- $seen := dict }}
-            {{- range $values.config.postgres }}
+            {{- range (prepend $values.config.postgres (dict)) }}
             {{- $envName := default "CLEANUP_DATABASE_URL" .dsn_env }}
             {{- if not (hasKey $seen $envName) }}
             {{- $_ := set $seen $envName true }}
