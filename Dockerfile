@@ -19,8 +19,8 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 
-# Dependency layer: derived from pyproject.toml alone, so editing the code
-# does not reinstall boto3 and psycopg. `all` brings the S3 and PostgreSQL drivers.
+# Dependency layer: derived from pyproject.toml alone (dependencies plus the
+# `all` extra: boto3 and psycopg), so editing the code does not reinstall them.
 # botocore ships the API models of ~450 AWS services (about 17 MB); the job
 # talks to S3 and, for IRSA / web identity and SSO credentials, STS and SSO.
 # Set BOTOCORE_SERVICES=all to keep every model.
@@ -31,14 +31,14 @@ RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["
     && python3 -c 'import os, shutil, sys, botocore; keep = sys.argv[1].split(); data = os.path.join(os.path.dirname(botocore.__file__), "data"); [shutil.rmtree(os.path.join(data, n)) for n in os.listdir(data) if "all" not in keep and n not in keep and os.path.isdir(os.path.join(data, n))]' "$BOTOCORE_SERVICES"
 
 # App layer. Not editable: the runtime stage gets no /src. pip and setuptools
-# (which some venvs seed) are dropped: nothing installs at run time. Bytecode is compiled here with
-# unchecked-hash .pyc files, valid whatever mtimes COPY gives the sources, so
-# nothing is ever written at run time on a read-only root filesystem.
+# (which some venvs seed) are dropped: nothing installs at run time. All
+# bytecode is (re)compiled as unchecked-hash .pyc files (-f), valid whatever
+# mtimes COPY gives the sources, so nothing is compiled or written at run time.
 COPY README.md ./
 COPY cleanup ./cleanup
 RUN pip install --no-cache-dir --no-deps . \
     && pip uninstall --yes setuptools pip \
-    && python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv
+    && python3 -m compileall -q -f -j 0 --invalidation-mode unchecked-hash /opt/venv
 
 FROM ${BASE_IMAGE} AS runtime
 

@@ -299,3 +299,20 @@ def test_image_sweeps_mounted_volume(podman: Podman, image: str, tmp_path: Path)
     assert deleted == sorted(f"/data/{p.relative_to(data)}" for p in old)
     assert [p for p in old if p.exists()] == []
     assert [p for p in fresh if not p.exists()] == []
+
+
+def test_image_bytecode_precompiled_unchecked(podman: Podman, image: str) -> None:
+    """Every .py in the venv has an unchecked-hash .pyc built at image build time."""
+    code = (
+        "import importlib.util, pathlib, sys\n"
+        "missing = []\n"
+        "for src in pathlib.Path('/opt/venv/lib').rglob('*.py'):\n"
+        "    pyc = pathlib.Path(importlib.util.cache_from_source(str(src)))\n"
+        "    flags = int.from_bytes(pyc.read_bytes()[4:8], 'little') if pyc.exists() else None\n"
+        "    if flags != 1:\n"  # 1 = hash-based, source not checked
+        "        missing.append(f'{src} {flags}')\n"
+        "print(len(missing)); print('\\n'.join(missing[:20]))\n"
+    )
+    proc = locked_down(podman, image, ["-c", code], entrypoint="python3")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "0", proc.stdout
