@@ -1,0 +1,163 @@
+"""Real log lines for the field-coverage tests: the tool run on real data in every outcome.
+
+One session fixture runs the real CLI several times (volumes on tmp trees: ok,
+partial through an immutable file, failed through `require_mount`, capped, a dry
+run, a configuration error, a run stopped by SIGTERM) and collects every JSON
+line it printed. The dashboards, pipeline and alerts are then checked against
+these lines, never against a list of names typed into a test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.cli import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+DAY = 86400
+# What the downward API gives a pod of the chart's CronJob (release `rel`, namespace `apps`).
+DOWNWARD = {
+    "POD_NAME": "rel-cleanup-29410000-x7k2p",
+    "POD_NAMESPACE": "apps",
+    "JOB_NAME": "rel-cleanup-29410000",
+}
+
+
+@dataclass
+class Emitted:
+    """Every JSON line of every run, and each run's exit code in order."""
+
+    lines: list[dict[str, Any]]
+    exit_codes: list[int]
+
+    def values(self, field: str, event: str | None = None) -> set[Any]:
+        return {
+            json.dumps(line[field]) if isinstance(line[field], list | dict) else line[field]
+            for line in self.lines
+            if field in line and (event is None or line.get("event") == event)
+        }
+
+
+def _old(path: Path, days: float = 30) -> None:
+    stamp = time.time() - days * DAY
+    os.utime(path, (stamp, stamp), follow_symlinks=False)
+
+
+def _tree(root: Path, old: int, fresh: int, size: int = 100) -> None:
+    for index in range(old):
+        path = root / f"sub{index % 3}" / f"old-{index}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+        _old(path)
+    for index in range(fresh):
+        (root / f"fresh-{index}.txt").write_text("keep")
+
+
+def _config(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def _volumes_runs(base: Path, emitted: Emitted) -> None:
+    """ok, partial, failed, a dry run, capped and a configuration error, all on volumes."""
+    scratch, reports, mounted, capped = (base / n for n in ("scratch", "reports", "mounted", "cap"))
+    for root in (scratch, reports, mounted, capped):
+        root.mkdir()
+    _tree(scratch, old=6, fresh=2)
+    _tree(reports, old=2, fresh=1, size=2048)
+    _tree(capped, old=3, fresh=0)
+    stuck = reports / "stuck.log"
+    stuck.write_text("immutable")
+    _old(stuck)
+    config = _config(
+        base / "volumes.toml",
+        f'max_age = "7d"\n'
+        f'[[volumes]]\nname = "scratch"\npath = "{scratch}"\nremove_empty_dirs = true\n'
+        f'[[volumes]]\nname = "reports"\npath = "{reports}"\n'
+        f'[[volumes]]\nname = "mounted"\npath = "{mounted}"\nrequire_mount = true\n',
+    )
+    if subprocess.run(["chattr", "+i", str(stuck)], capture_output=True).returncode != 0:
+        pytest.fail("chattr +i failed: the `partial` status cannot be produced on this filesystem")
+    try:
+        for argv in (["--dry-run"], []):
+            result = run_cli(["--config", config, "--log-level", "DEBUG", *argv], DOWNWARD)
+            emitted.lines += result.lines
+            emitted.exit_codes.append(result.exit_code)
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    capped_config = _config(
+        base / "capped.toml", f'[[volumes]]\nname = "capped"\npath = "{capped}"\nmax_age = "1d"\n'
+    )
+    runs = (
+        ["--config", capped_config, "--max-deletions", "1"],
+        ["--config", capped_config],  # the rest of the same tree: a run that ends `ok`
+        ["--config", str(base / "absent.toml")],
+    )
+    for argv in runs:
+        result = run_cli(argv, DOWNWARD)
+        emitted.lines += result.lines
+        emitted.exit_codes.append(result.exit_code)
+
+
+def _interrupted_run(base: Path, emitted: Emitted) -> None:
+    """A real process stopped by SIGTERM mid-sweep: `interrupted`, and `skipped` after it."""
+    # 2,000 files and a pipe nobody reads until the first item_deleted line: the child
+    # blocks once the pipe buffer (64 KiB, a few hundred lines) is full, so the signal
+    # always lands mid-sweep, however fast the machine.
+    big = base / "big"
+    for index in range(20):
+        sub = big / f"d{index:03}"
+        sub.mkdir(parents=True)
+        for name in range(100):
+            path = sub / f"f{name}"
+            path.write_bytes(b"")
+            _old(path)
+    after = base / "after"
+    after.mkdir()
+    config = _config(
+        base / "interrupted.toml",
+        f'max_age = "1d"\n[[volumes]]\nname = "big"\npath = "{big}"\n'
+        f'[[volumes]]\nname = "after"\npath = "{after}"\n',
+    )
+    env = {**os.environ, **DOWNWARD}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cleanup", "--config", config, "--log-level", "DEBUG"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    assert proc.stdout is not None
+    lines: list[dict[str, Any]] = []
+    signalled = False
+    for raw in proc.stdout:
+        lines.append(json.loads(raw))
+        if lines[-1]["event"] == "item_deleted" and not signalled:
+            proc.send_signal(signal.SIGTERM)
+            signalled = True
+    emitted.lines += lines
+    emitted.exit_codes.append(proc.wait(timeout=60))
+
+
+@pytest.fixture(scope="session")
+def emitted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emitted]:
+    base = tmp_path_factory.mktemp("ops-runs")
+    result = Emitted([], [])
+    try:
+        _volumes_runs(base, result)
+        _interrupted_run(base, result)
+        yield result
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
