@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.deploy.conftest import helm  # noqa: F401  (the Helm 3 / Helm 4 fixture, reused)
 from tests.support.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
