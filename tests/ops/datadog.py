@@ -33,8 +33,8 @@ PROCESSOR_KEYS: dict[str, set[str]] = {
     },
     "category-processor": {"type", "name", "is_enabled", "target", "categories"},
 }
-# Attributes Datadog itself sets on every log; list-stream columns may name them bare.
-RESERVED_COLUMNS = {"timestamp", "status", "message", "host", "service", "source"}
+# Built-in columns of a list_stream widget (the log status, date, host, service, message).
+RESERVED_COLUMNS = {"status_line", "timestamp", "host", "service", "content"}
 _TERM = re.compile(r"(-?)(@?[\w.]+):(\([^)]*\)|[^\s()]+)|(-?)\$(\w+)")
 
 
