@@ -54,13 +54,17 @@ def run(config: Path, *extra: str) -> list[dict[str, object]]:
 def table(title: str, lines: list[dict[str, object]]) -> None:
     summary = lines[-1]
     print(f"\n{title}: status={summary['status']} exit_code={summary['exit_code']}")
-    print(f"  {'target':<10} {'kind':<9} {'status':<12} {'scanned':>8} {'matched':>8} "
-          f"{'deleted':>8} {'failed':>7} {'bytes':>9}")
+    print(
+        f"  {'target':<10} {'kind':<9} {'status':<12} {'scanned':>8} {'matched':>8} "
+        f"{'deleted':>8} {'failed':>7} {'bytes':>9}"
+    )
     targets = summary["targets"]
     assert isinstance(targets, list)
     for t in targets:
-        print(f"  {t['target']:<10} {t['kind']:<9} {t['status']:<12} {t['scanned']:>8} "
-              f"{t['matched']:>8} {t['deleted']:>8} {t['failed']:>7} {t['bytes_freed']:>9}")
+        print(
+            f"  {t['target']:<10} {t['kind']:<9} {t['status']:<12} {t['scanned']:>8} "
+            f"{t['matched']:>8} {t['deleted']:>8} {t['failed']:>7} {t['bytes_freed']:>9}"
+        )
 
 
 def main() -> int:
