@@ -10,7 +10,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -150,7 +149,7 @@ def _execute(
     stop: threading.Event,
     received: list[int],
 ) -> int:
-    run_id = uuid.uuid4().hex
+    run_id = os.urandom(16).hex()  # uuid would import platform: start-up time matters here
     try:
         settings = load_settings(options, env)
     except ConfigError as exc:
