@@ -441,7 +441,7 @@ def test_load_settings_env_only_and_log_options_apply(vol: str) -> None:
     assert (flagged.only, flagged.log_level, flagged.log_format) == (("volumes",), "DEBUG", "json")
 
 
-def test_load_settings_jobs_only_alias_selects_postgres(tmp_path: Path, vol: str) -> None:
+def test_load_settings_jobs_only_alias_selects_postgres() -> None:
     """--jobs-only is --only postgres (the CLI passes the alias through as `only`)."""
     from cleanup.cli import build_parser
 
