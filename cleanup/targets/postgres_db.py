@@ -135,7 +135,8 @@ def inspect_table(
     qualified = f"{s.schema}.{s.table}"
     row = conn.execute(
         "SELECT c.oid::bigint, c.relkind::text, c.relpages, c.reltuples::float8,"
-        " has_table_privilege(c.oid, 'SELECT'), has_table_privilege(c.oid, 'DELETE')"
+        " has_table_privilege(c.oid, 'SELECT'), has_table_privilege(c.oid, 'DELETE'),"
+        " has_any_column_privilege(c.oid, 'UPDATE')"
         " FROM pg_catalog.pg_class c"
         " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = %s AND c.relname = %s",
@@ -144,13 +145,23 @@ def inspect_table(
     if row is None:
         raise TargetError(f"table {qualified!r} does not exist")
     oid, relpages, reltuples = _int(row[0]), _int(row[2]), float(str(row[3]))
-    relkind, can_select, can_delete = row[1], row[4], row[5]
+    relkind, can_select, can_delete, can_lock = row[1], row[4], row[5], row[6]
     if relkind == "p":
         raise TargetError(f"table {qualified!r} is partitioned: configure one target per partition")
     if relkind != "r":
         raise TargetError(f"{qualified!r} is not a table (relkind {relkind!r})")
-    if not can_select or (not dry_run and not can_delete):
-        raise TargetError(f"the database role lacks SELECT and DELETE on table {qualified!r}")
+    if not can_select:
+        raise TargetError(f"the database role lacks SELECT on table {qualified!r}")
+    if not dry_run and not can_delete:
+        raise TargetError(f"the database role lacks DELETE on table {qualified!r}")
+    if not dry_run and not can_lock:
+        # PostgreSQL requires UPDATE on at least one column for any row-locking
+        # clause, and FOR UPDATE SKIP LOCKED is what keeps the batches from waiting.
+        raise TargetError(
+            f"the database role lacks UPDATE on any column of table {qualified!r}, which"
+            " PostgreSQL requires for SELECT ... FOR UPDATE SKIP LOCKED; grant it on one"
+            " column, e.g. GRANT UPDATE (id) ON <table> TO <role> (rows are never updated)"
+        )
     wanted = [s.timestamp_column] + ([s.status_column] if s.status_column else [])
     columns = {
         str(name): (_int(typoid), str(typname), _int(attnum))
