@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -105,12 +107,7 @@ def test_postgres_connection_refused_fails_alone_and_other_targets_run(
     assert SECRET not in result.stdout + result.stderr
 
 
-@pytest.fixture
-def limited_role(jobs: Jobs) -> str:
-    """A login role with SELECT and DELETE on the table and UPDATE on one column; its DSN.
-
-    The column UPDATE is what PostgreSQL demands for FOR UPDATE SKIP LOCKED.
-    """
+def _create_role(jobs: Jobs, grants: str) -> str:
     role = f"r_{jobs.name}"
     with connect(jobs.dsn) as conn:
         conn.execute(
@@ -119,18 +116,41 @@ def limited_role(jobs: Jobs) -> str:
             )
         )
         conn.execute(
-            sql.SQL("GRANT SELECT, DELETE, UPDATE (id) ON {} TO {}").format(
-                jobs.ident, sql.Identifier(role)
-            )
+            sql.SQL("GRANT " + grants + " ON {} TO {}").format(jobs.ident, sql.Identifier(role))
         )
     host = jobs.dsn.split("@", 1)[1]
     return f"postgresql://{role}:{SECRET}@{host}"
 
 
+@pytest.fixture
+def limited_role(jobs: Jobs) -> str:
+    """A login role with SELECT and DELETE on the table and nothing else; its DSN."""
+    return _create_role(jobs, "SELECT, DELETE")
+
+
+def _hold_row_lock(jobs: Jobs, row_id: int, seconds: float) -> threading.Thread:
+    """Lock one row FOR UPDATE in another session for `seconds`, then roll back."""
+    ready = threading.Event()
+
+    def hold() -> None:
+        with psycopg.connect(jobs.dsn) as holder:
+            holder.execute(
+                sql.SQL("SELECT id FROM {} WHERE id = %s FOR UPDATE").format(jobs.ident), (row_id,)
+            )
+            ready.set()
+            time.sleep(seconds)
+            holder.rollback()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    ready.wait(10)
+    return thread
+
+
 def test_postgres_least_privilege_role_runs_and_password_never_printed(
     jobs: Jobs, limited_role: str
 ) -> None:
-    """A role with SELECT, DELETE and one column's UPDATE deletes; no line has its password."""
+    """A role with only SELECT and DELETE deletes; no output line has its password."""
     jobs.fill(20, "40 days", "completed")
     result = run_cli(["--log-level", "DEBUG", *jobs.argv(batch_size=7)], jobs.env(limited_role))
     assert result.target("jobs")["deleted"] == 20, result.stdout
@@ -140,26 +160,49 @@ def test_postgres_least_privilege_role_runs_and_password_never_printed(
     assert SECRET not in checked.stdout + checked.stderr
 
 
-@pytest.mark.parametrize(
-    ("revoke", "named"),
-    [("REVOKE DELETE ON {} FROM {}", "DELETE"), ("REVOKE UPDATE (id) ON {} FROM {}", "UPDATE")],
-)
-def test_postgres_role_without_privilege_fails_clearly(
-    jobs: Jobs, limited_role: str, revoke: str, named: str
+def test_postgres_role_without_delete_fails_clearly_and_dry_run_needs_select_only(
+    jobs: Jobs, limited_role: str
 ) -> None:
-    """A role lacking DELETE, or UPDATE on every column, fails before deleting, naming it."""
+    """A role lacking DELETE fails before deleting, naming it; its dry run still counts."""
     role = limited_role.split("://", 1)[1].split(":", 1)[0]
-    jobs.execute(sql.SQL(revoke).format(jobs.ident, sql.Identifier(role)))
+    jobs.execute(sql.SQL("REVOKE DELETE ON {} FROM {}").format(jobs.ident, sql.Identifier(role)))
     jobs.fill(3, "40 days", "completed")
     result = run_cli(jobs.argv(), jobs.env(limited_role))
     target = result.target("jobs")
     assert target["status"] == "failed"
-    assert f"lacks {named}" in target["error"]
+    assert "lacks DELETE" in target["error"]
     assert jobs.name in target["error"]
     assert jobs.count() == 3
-    # A dry run needs SELECT only.
     dry = run_cli(["--dry-run", *jobs.argv()], jobs.env(limited_role))
     assert dry.target("jobs")["matched"] == 3
+
+
+def test_postgres_role_without_row_locks_waits_at_most_lock_timeout(
+    jobs: Jobs, limited_role: str
+) -> None:
+    """Without UPDATE on any column (no FOR UPDATE) a locked row is waited on, briefly."""
+    jobs.fill(1000, "40 days", "completed")
+    holder = _hold_row_lock(jobs, 500, seconds=0.5)
+    began = time.monotonic()
+    result = run_cli(jobs.argv(batch_size=100), jobs.env(limited_role))
+    elapsed = time.monotonic() - began
+    holder.join()
+    assert (result.target("jobs")["status"], result.target("jobs")["deleted"]) == ("ok", 1000)
+    assert elapsed < 2.0
+
+
+def test_postgres_role_with_one_column_update_skips_locked_rows(jobs: Jobs) -> None:
+    """With UPDATE on one column the role can SKIP LOCKED: a held row is left, not waited on."""
+    dsn = _create_role(jobs, "SELECT, DELETE, UPDATE (id)")
+    jobs.fill(1000, "40 days", "completed")
+    holder = _hold_row_lock(jobs, 500, seconds=3)
+    began = time.monotonic()
+    result = run_cli(jobs.argv(batch_size=100), jobs.env(dsn))
+    elapsed = time.monotonic() - began
+    assert (result.target("jobs")["status"], result.target("jobs")["deleted"]) == ("ok", 999)
+    assert elapsed < 1.0
+    assert jobs.count("id = 500") == 1
+    holder.join()
 
 
 @pytest.mark.parametrize(
