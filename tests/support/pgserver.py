@@ -59,6 +59,22 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _binaries() -> Path:
+    """$PG_BIN, else /usr/lib/postgresql/15/bin, else the newest installed major version."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    installed = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    candidates = [Path(DEFAULT_BIN), *installed]
+    for bindir in candidates:
+        if (bindir / "initdb").exists():
+            return bindir
+    raise RuntimeError("no PostgreSQL binaries found (install postgresql-15, or set PG_BIN)")
+
+
 def _as_user(argv: list[str]) -> list[str]:
     """Run argv as an unprivileged user when we are root (initdb and postgres refuse root)."""
     if os.geteuid() != 0:
@@ -92,10 +108,10 @@ def _wait_ready(dsn: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
 
 @contextlib.contextmanager
 def _local_server(settings: Mapping[str, str]) -> Iterator[str]:
-    bindir = Path(os.environ.get("PG_BIN", DEFAULT_BIN))
-    if not (bindir / "initdb").exists():
-        raise RuntimeError(f"no PostgreSQL binaries in {bindir} (install postgresql-15)")
-    root = Path(tempfile.mkdtemp(prefix="cleanup-pg-"))
+    bindir = _binaries()
+    # As root the cluster runs as `nobody`, which must be able to reach its directory:
+    # /tmp is world-traversable where a private $TMPDIR may not be.
+    root = Path(tempfile.mkdtemp(prefix="cleanup-pg-", dir="/tmp" if os.geteuid() == 0 else None))
     password = secrets.token_hex(16)
     proc: subprocess.Popen[bytes] | None = None
     try:
