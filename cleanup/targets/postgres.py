@@ -91,7 +91,12 @@ class PostgresTarget:
 
     def run(self, ctx: TargetContext) -> None:
         s = self.settings
-        conn = connect(s.dsn, ctx.stop)
+        try:
+            conn = connect(s.dsn, ctx.stop)
+        except TargetError:
+            if ctx.stop.is_set():
+                return  # stopped while waiting to retry: interrupted, not failed
+            raise
         try:
             if not try_advisory_lock(conn, s):
                 ctx.event(

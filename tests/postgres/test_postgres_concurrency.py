@@ -86,12 +86,17 @@ def test_postgres_two_concurrent_runs_one_is_skipped(jobs: Jobs) -> None:
     first = _start(jobs, *jobs.argv(batch_size=10))
     try:
         _read_until(first, "item_deleted")
+        with connect(jobs.dsn) as conn:
+            sessions = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cleanup'"
+            ).fetchone()
         second = run_cli(jobs.argv(batch_size=10), jobs.env())
         out, err = first.communicate(timeout=120)
     finally:
         first.kill()
     assert second.exit_code == 0
     assert (second.target("jobs")["status"], second.target("jobs")["deleted"]) == ("skipped", 0)
+    assert sessions == (1,)  # the first run, found by its application_name
     assert first.returncode == 0, err
     summary = json.loads(out.splitlines()[-1])
     assert summary["event"] == "run_finished"

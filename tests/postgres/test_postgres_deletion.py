@@ -121,6 +121,20 @@ def test_postgres_many_batches_delete_every_eligible_row_within_batch_size(jobs:
     assert jobs.eligible() == 0
 
 
+def test_postgres_dense_region_after_sparse_one_never_exceeds_batch_size(jobs: Jobs) -> None:
+    """Ranges grown over fresh rows that then meet dense eligible rows still cap each batch."""
+    jobs.fill(6000, "1 day", "completed")  # sparse: ranges grow while they find nothing
+    jobs.fill(6000, "40 days", "failed")  # dense: a grown range holds far more than a batch
+    result = run_cli(["--log-level", "DEBUG", *jobs.argv(batch_size=100)], jobs.env())
+    batches = [e["count"] for e in result.events("item_deleted")]
+    assert result.target("jobs")["deleted"] == 6000, result.stdout
+    assert sum(batches) == 6000
+    assert max(batches) <= 100
+    stats = result.one("batches_finished")
+    assert stats["longest_transaction_ms"] < 250
+    assert jobs.count() == 6000
+
+
 def test_postgres_table_without_primary_key_is_deleted_by_ctid(jobs: Jobs) -> None:
     """A table with no primary key and duplicate rows loses exactly its eligible rows."""
     name = f"{jobs.name}_nopk"
