@@ -130,8 +130,6 @@ def test_postgres_dense_region_after_sparse_one_never_exceeds_batch_size(jobs: J
     assert result.target("jobs")["deleted"] == 6000, result.stdout
     assert sum(batches) == 6000
     assert max(batches) <= 100
-    stats = result.one("batches_finished")
-    assert stats["longest_transaction_ms"] < 250
     assert jobs.count() == 6000
 
 
