@@ -172,13 +172,19 @@ def _local_server(settings: Mapping[str, str]) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _container_server(settings: Mapping[str, str]) -> Iterator[str]:
-    from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # testcontainers before the community/ layout
+        from testcontainers.postgres import PostgresContainer
 
     password = secrets.token_hex(16)
     command = " ".join(f"-c {k}={v}" for k, v in {**FAST_SETTINGS, **settings}.items())
     container = PostgresContainer(
         IMAGE, username=USER, password=password, dbname=DATABASE, driver=None
     ).with_command(command)
+    # Publish on the loopback interface only (docker-py's (address, port) form; a
+    # None port lets Docker pick a free one), never on every interface of the host.
+    container.ports = {"5432": ("127.0.0.1", None)}
     with container:
         host = container.get_container_host_ip()
         port = container.get_exposed_port(5432)
