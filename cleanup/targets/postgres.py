@@ -9,8 +9,9 @@ in new blocks (and are fresh), rows updated during the run are judged again.
 
 Fast path: one `DELETE ... WHERE ctid in range AND condition`, as cheap per
 row as a plain DELETE. It waits at most QUICK_LOCK_TIMEOUT for a row another
-session holds, and is rolled back if the range held more than the batch may
-delete (or than `max_deletions` leaves). Either way the range then goes to
+session holds, runs at most QUICK_STATEMENT_TIMEOUT (a range grown over sparse
+blocks that meets dense ones), and is rolled back if the range held more than
+the batch may delete (or than `max_deletions` leaves). Either way the range then goes to
 the limited path: at most `limit` rows picked with `FOR UPDATE SKIP LOCKED`
 (rows others hold are skipped, never waited on) and deleted by ctid, a safe
 handle there because this very transaction holds their row locks. A full
@@ -54,6 +55,9 @@ TARGET_BATCH_S = 0.05
 FILL = 0.8
 # How long the fast path waits for a row lock before handing the range to SKIP LOCKED.
 QUICK_LOCK_TIMEOUT = "50ms"
+# The fast path cannot LIMIT its DELETE; this bounds how long it can hold row
+# locks when a range holds far more rows than expected (it is then rolled back).
+QUICK_STATEMENT_TIMEOUT = "150ms"
 MAX_BLOCK = 2**32 - 1  # past the last possible block number: an open-ended range
 MAX_SPAN_BLOCKS = 16384  # 128 MiB of heap per batch at most
 # The dry run's single count may scan a large table; it takes no row locks.
@@ -207,8 +211,9 @@ class PostgresTarget:
                     batch_ms=round(elapsed * 1000, 2),
                 )
             if limited and deleted >= granted:
-                # The LIMIT cut the range short: it may hold more, so go over it again.
-                span = max(1, span // 2)
+                # The LIMIT cut the range short: it may hold more, so go over it again,
+                # with a span cut in proportion when the batch was slow.
+                span = max(1, int(span * min(0.5, TARGET_BATCH_S / max(elapsed, 1e-6))))
                 continue
             if last:
                 break
@@ -243,14 +248,14 @@ class PostgresTarget:
         assert isinstance(limit, int)
         if limit == self.settings.batch_size:
             # Fast path: one DELETE over the whole range, as cheap per row as a plain
-            # DELETE. It gives way at once to a row lock (QUICK_LOCK_TIMEOUT) and is
-            # rolled back if the range held more rows than the batch may delete; the
-            # limited path below then takes over.
+            # DELETE. It gives way at once to a row lock (QUICK_LOCK_TIMEOUT) or a long
+            # statement (QUICK_STATEMENT_TIMEOUT), and is rolled back if the range held
+            # more rows than the batch may delete; the limited path then takes over.
             try:
                 deleted = self._retrying(
                     ctx, conn, queries.whole_range, params, stats, quick_limit=limit
                 )
-            except errors.LockNotAvailable:
+            except (errors.LockNotAvailable, errors.QueryCanceled):
                 pass
             else:
                 if deleted <= limit:
@@ -270,8 +275,9 @@ class PostgresTarget:
         """Run one batch statement in its own transaction, retried on timeouts.
 
         With `quick_limit`, the transaction waits at most QUICK_LOCK_TIMEOUT for a lock
-        (LockNotAvailable propagates at once) and is rolled back when it deleted more
-        than `quick_limit` rows; the returned count then exceeds the limit.
+        and runs at most QUICK_STATEMENT_TIMEOUT (both errors propagate at once), and
+        is rolled back when it deleted more than `quick_limit` rows; the returned count
+        then exceeds the limit.
         """
         s = self.settings
         for attempt in range(BATCH_RETRIES + 1):
@@ -279,7 +285,9 @@ class PostgresTarget:
             try:
                 deleted = self._transaction(conn, query, params, quick_limit)
             except _RETRYABLE as exc:
-                if quick_limit is not None and isinstance(exc, errors.LockNotAvailable):
+                if quick_limit is not None and isinstance(
+                    exc, errors.LockNotAvailable | errors.QueryCanceled
+                ):
                     raise
                 stats.retries += 1
                 if attempt == BATCH_RETRIES:
@@ -309,7 +317,11 @@ class PostgresTarget:
     ) -> int:
         with conn.transaction():
             if quick_limit is not None:
-                conn.execute("SELECT set_config('lock_timeout', %s, true)", (QUICK_LOCK_TIMEOUT,))
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, true),"
+                    " set_config('statement_timeout', %s, true)",
+                    (QUICK_LOCK_TIMEOUT, QUICK_STATEMENT_TIMEOUT),
+                )
             deleted = max(conn.execute(query, params).rowcount, 0)
             if quick_limit is not None and deleted > quick_limit:
                 raise psycopg.Rollback()  # leaves the block, undoing this batch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from psycopg import sql
 
+import cleanup.targets.postgres as pg_target
 from cleanup.targets.postgres import PostgresTarget
 from tests.postgres.conftest import Jobs, connect, create_jobs_table
 from tests.support.cli import run_cli, utc
@@ -131,6 +133,33 @@ def test_postgres_dense_region_after_sparse_one_never_exceeds_batch_size(jobs: J
     assert sum(batches) == 6000
     assert max(batches) <= 100
     assert jobs.count() == 6000
+
+
+def test_postgres_fast_path_cut_by_its_statement_timeout_falls_back_to_limited_batches(
+    jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When every whole-range DELETE runs too long, limited batches still delete exactly."""
+    monkeypatch.setattr(pg_target, "QUICK_STATEMENT_TIMEOUT", "20ms")
+    original = PostgresTarget._queries
+
+    def slow_fast_path(self: PostgresTarget) -> Any:
+        queries = original(self)
+        # An initplan that sleeps 1 s: the quick statement_timeout cancels it every time.
+        slow = queries.whole_range + sql.SQL(" AND (SELECT pg_sleep(1)) IS NOT NULL")
+        return dataclasses.replace(queries, whole_range=slow)
+
+    monkeypatch.setattr(PostgresTarget, "_queries", slow_fast_path)
+    jobs.fill(3000, "40 days", "completed")
+    jobs.fill(1000, "40 days", "running")
+    result = run_cli(["--log-level", "DEBUG", *jobs.argv(batch_size=400)], jobs.env())
+    batches = [e["count"] for e in result.events("item_deleted")]
+    assert result.target("jobs")["status"] == "ok", result.stdout
+    assert sum(batches) == 3000
+    assert max(batches) <= 400
+    assert result.events("batch_retry") == []
+    # Each limited batch came after a cancelled fast attempt.
+    assert result.one("batches_finished")["transactions"] >= 2 * len(batches)
+    assert jobs.count() == 1000
 
 
 def test_postgres_table_without_primary_key_is_deleted_by_ctid(jobs: Jobs) -> None:
