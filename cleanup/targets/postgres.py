@@ -38,11 +38,11 @@ from cleanup.targets.postgres_db import (
     advisory_unlock,
     connect,
     describe,
-    eligible,
     inspect_table,
     relation_blocks,
     try_advisory_lock,
 )
+from cleanup.targets.postgres_sql import Queries, batch_queries, eligible
 
 Connection = psycopg.Connection[tuple[object, ...]]
 
@@ -75,13 +75,6 @@ class _Stats:
     transactions: int = 0
     retries: int = 0
     longest_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class _Queries:
-    whole_range: sql.Composed
-    skip_locked: sql.Composed
-    limited: sql.Composed
 
 
 class PostgresTarget:
@@ -153,26 +146,8 @@ class PostgresTarget:
         if ctx.debug and granted:
             ctx.item_done(count=granted, table=info.qualified)
 
-    def _queries(self) -> _Queries:
-        table, cond = self.table, self.condition
-        upper = sql.SQL("ctid < %(hi)s::tid")
-        return _Queries(
-            whole_range=sql.SQL(
-                "DELETE FROM {table} WHERE ctid >= %(lo)s::tid AND {upper} AND {cond}"
-            ).format(table=table, upper=upper, cond=cond),
-            skip_locked=sql.SQL(
-                "WITH picked AS (SELECT ctid FROM {table}"
-                " WHERE ctid >= %(lo)s::tid AND {upper} AND {cond}"
-                " LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-                " DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked)) AND {cond}"
-            ).format(table=table, upper=upper, cond=cond),
-            # Without UPDATE on any column the role cannot lock rows (FOR UPDATE): the
-            # DELETE then waits on a locked row, for lock_timeout at most.
-            limited=sql.SQL(
-                "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}"
-                " WHERE ctid >= %(lo)s::tid AND {upper} AND {cond} LIMIT %(limit)s)) AND {cond}"
-            ).format(table=table, upper=upper, cond=cond),
-        )
+    def _queries(self) -> Queries:
+        return batch_queries(self.table, self.condition)
 
     def _delete(self, ctx: TargetContext, conn: Connection, info: TableInfo) -> None:
         s = self.settings
@@ -238,7 +213,7 @@ class PostgresTarget:
         self,
         ctx: TargetContext,
         conn: Connection,
-        queries: _Queries,
+        queries: Queries,
         params: dict[str, object],
         info: TableInfo,
         stats: _Stats,

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import psycopg
-from psycopg import sql
 
 from cleanup.config import REDACTED, PostgresSettings
 from cleanup.errors import TargetError
@@ -193,17 +192,6 @@ def inspect_table(
         timestamp_indexed=bool(indexed and indexed[0]),
         can_lock_rows=bool(can_lock),
     )
-
-
-def eligible(s: PostgresSettings) -> sql.Composed:
-    """The full eligibility condition; NULL timestamps and NULL statuses never match."""
-    condition = sql.SQL("{} < %(cutoff)s").format(sql.Identifier(s.timestamp_column))
-    if s.status_column:
-        # ::text lets enum and varchar status columns compare with the configured strings.
-        condition = sql.SQL("{} AND {}::text = ANY(%(statuses)s)").format(
-            condition, sql.Identifier(s.status_column)
-        )
-    return sql.Composed([condition])
 
 
 def relation_blocks(conn: psycopg.Connection[tuple[object, ...]], oid: int) -> int:
