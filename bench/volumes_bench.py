@@ -40,7 +40,7 @@ def build(root: Path, files: int, dirs: int) -> None:
     os.sync()
 
 
-def run_measured(argv: list[str]) -> tuple[float, int, str]:
+def run_measured(argv: list[str]) -> tuple[float, int, float]:
     """Wall seconds and peak RSS (KiB) of one child, read with wait4 so each child is measured alone."""
     start = time.perf_counter()
     pid = os.fork()
@@ -51,7 +51,7 @@ def run_measured(argv: list[str]) -> tuple[float, int, str]:
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{argv[0]} exited {os.waitstatus_to_exitcode(status)}")
-    return elapsed, usage.ru_maxrss, ""
+    return elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 def count_files(root: Path) -> int:
@@ -84,6 +84,7 @@ def main() -> int:
     )
     times: dict[str, list[float]] = {"cleanup": [], "find": []}
     rss: dict[str, int] = {"cleanup": 0, "find": 0}
+    cpu: dict[str, list[float]] = {"cleanup": [], "find": []}
     try:
         for round_no in range(args.rounds):
             trees = {name: work / f"{name}-{round_no}" for name in times}
@@ -106,8 +107,9 @@ def main() -> int:
                 env_root = str(trees["cleanup"])
                 if name == "cleanup":
                     os.environ["CLEANUP_VOLUMES"] = env_root
-                elapsed, peak, _ = run_measured(commands[name])
+                elapsed, peak, used = run_measured(commands[name])
                 times[name].append(elapsed)
+                cpu[name].append(used)
                 rss[name] = max(rss[name], peak)
             left = {name: count_files(tree) for name, tree in trees.items()}
             if left["cleanup"] != left["find"] or left["find"] != args.files // 2:
@@ -123,13 +125,17 @@ def main() -> int:
             f"ratio cleanup/find = {med['cleanup'] / med['find']:.2f}x"
         )
         print(
+            f"median CPU (user+sys): cleanup {statistics.median(cpu['cleanup']):.3f}s, "
+            f"find {statistics.median(cpu['find']):.3f}s"
+        )
+        print(
             f"peak RSS: cleanup {rss['cleanup'] / 1024:.1f} MiB, find {rss['find'] / 1024:.1f} MiB"
         )
         if args.big_files:
             big = work / "big"
             build(big, args.big_files, args.big_files // 100)
             os.environ["CLEANUP_VOLUMES"] = str(big)
-            elapsed, peak, _ = run_measured([*cleanup])
+            elapsed, peak, _used = run_measured([*cleanup])
             print(
                 f"{args.big_files} files: cleanup {elapsed:.2f}s, peak RSS {peak / 1024:.1f} MiB "
                 f"({peak / rss['cleanup']:.2f}x the {args.files}-file figure)"

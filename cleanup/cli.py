@@ -10,7 +10,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -136,12 +135,26 @@ def main(
         log_format=args.log_format,
         check_config=args.check_config,
     )
-    run_id = uuid.uuid4().hex
+    # Handlers go in first, so a signal during start-up still ends with a summary.
+    stop = threading.Event()
+    received: list[int] = []
+    with _stop_on_signals(stop, received):
+        return _execute(options, env, clock, stop, received)
+
+
+def _execute(
+    options: CliOptions,
+    env: Mapping[str, str],
+    clock: Clock,
+    stop: threading.Event,
+    received: list[int],
+) -> int:
+    run_id = os.urandom(16).hex()  # uuid would import platform: start-up time matters here
     try:
         settings = load_settings(options, env)
     except ConfigError as exc:
-        return _config_error(exc, options, env, run_id, args.check_config)
-    if args.check_config:
+        return _config_error(exc, options, env, run_id, options.check_config)
+    if options.check_config:
         print(json.dumps(effective_config(settings)))
         return 0
 
@@ -150,15 +163,19 @@ def main(
     logger = configure(
         settings.log_level, settings.log_format, {"run_id": run_id, **settings.log_context}
     )
-    stop = threading.Event()
-    received: list[int] = []
-    with _stop_on_signals(stop, received):
+    status: str = "failed"
+    results: list[runner.TargetResult] = []
+    try:
         status, results = runner.run(settings, started_at, stop, logger)
-    if received:
-        exit_code = SIGNAL_EXIT[signal.Signals(received[0])]
-    else:
-        exit_code = runner.EXIT_FAILED if status == "failed" else runner.EXIT_OK
-    runner.finish(logger, status, exit_code, results, time.monotonic() - began, settings.dry_run)
+    finally:
+        if received:
+            status = "interrupted"
+            exit_code = SIGNAL_EXIT[signal.Signals(received[0])]
+        else:
+            exit_code = runner.EXIT_FAILED if status == "failed" else runner.EXIT_OK
+        runner.finish(
+            logger, status, exit_code, results, time.monotonic() - began, settings.dry_run
+        )
     return exit_code
 
 

@@ -587,11 +587,7 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str]) -> Settings:
         log_level=log_level,
         log_format=log_format,
         config_file=config_file,
-        log_context={
-            field_name: value
-            for env_key, field_name in DOWNWARD_API.items()
-            if (value := _env(environ, env_key)) is not None
-        },
+        log_context=downward_context(environ),
     )
 
 

@@ -407,3 +407,44 @@ def test_check_config_bad_config_exits_2_naming_the_problem(tmp_path: Path) -> N
     error = result.one("config_error")
     assert any("max_age = 'forever'" in p for p in error["errors"])
     assert "max_age = 'forever'" in result.stderr
+
+
+def test_load_settings_default_path_used_when_it_exists(
+    tmp_path: Path, vol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --config or CLEANUP_CONFIG, the default path is read when it exists."""
+    import cleanup.config
+
+    path = write(tmp_path, f'[[volumes]]\nname = "a"\npath = "{vol}"\nmax_age = 1\n')
+    monkeypatch.setattr(cleanup.config, "DEFAULT_CONFIG_PATH", path)
+    assert load_settings(CliOptions(), {}).config_file == path
+    monkeypatch.setattr(cleanup.config, "DEFAULT_CONFIG_PATH", str(tmp_path / "absent.toml"))
+    assert any("no targets" in p for p in problems(CliOptions()))
+
+
+def test_load_settings_env_only_and_log_options_apply(vol: str) -> None:
+    """CLEANUP_ONLY, CLEANUP_LOG_LEVEL and CLEANUP_LOG_FORMAT are read; flags override them."""
+    env = {
+        "CLEANUP_VOLUMES": vol,
+        "CLEANUP_MAX_AGE": "1d",
+        "CLEANUP_ONLY": "volumes, s3",
+        "CLEANUP_LOG_LEVEL": "warning",
+        "CLEANUP_LOG_FORMAT": "TEXT",
+    }
+    settings = load_settings(CliOptions(), env)
+    assert (settings.only, settings.log_level, settings.log_format) == (
+        ("volumes", "s3"),
+        "WARNING",
+        "text",
+    )
+    flagged = load_settings(CliOptions(only="volumes", log_level="DEBUG", log_format="json"), env)
+    assert (flagged.only, flagged.log_level, flagged.log_format) == (("volumes",), "DEBUG", "json")
+
+
+def test_load_settings_jobs_only_alias_selects_postgres() -> None:
+    """--jobs-only is --only postgres (the CLI passes the alias through as `only`)."""
+    from cleanup.cli import build_parser
+
+    args = build_parser().parse_args(["--jobs-only"])
+    assert args.only == "postgres"
+    assert build_parser().parse_args(["--temp-only"]).only == "volumes"

@@ -1,0 +1,307 @@
+"""PostgreSQL target: delete finished job rows older than the cutoff, in short batches.
+
+The table is walked in physical block ranges (`ctid >= '(b,0)' AND ctid <
+'(e,0)'`, a TID Range Scan on PostgreSQL 14+), each range sized to hold a bit
+less than `batch_size` eligible rows. Each batch is one transaction, and the
+full eligibility condition is evaluated by the DELETE itself, so a row goes
+only if it is eligible when it is deleted: rows inserted during the run land
+in new blocks (and are fresh), rows updated during the run are judged again.
+
+Fast path: one `DELETE ... WHERE ctid in range AND condition`, as cheap per
+row as a plain DELETE. It waits at most QUICK_LOCK_TIMEOUT for a row another
+session holds, runs at most QUICK_STATEMENT_TIMEOUT (a range grown over sparse
+blocks that meets dense ones), and is rolled back if the range held more than
+the batch may delete (or than `max_deletions` leaves). Either way the range then goes to
+the limited path: at most `limit` rows picked with `FOR UPDATE SKIP LOCKED`
+(rows others hold are skipped, never waited on) and deleted by ctid, a safe
+handle there because this very transaction holds their row locks. A full
+limited batch repeats its range with a smaller span, so nothing is left
+behind. Deletion never needs a primary key.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import errors, sql
+
+from cleanup.config import PostgresSettings
+from cleanup.errors import TargetError, TargetSkipped
+from cleanup.targets.base import TargetContext
+from cleanup.targets.postgres_db import (
+    LOCK_TIMEOUT,
+    STATEMENT_TIMEOUT,
+    TableInfo,
+    advisory_unlock,
+    connect,
+    describe,
+    inspect_table,
+    relation_blocks,
+    try_advisory_lock,
+)
+from cleanup.targets.postgres_sql import Queries, batch_queries, eligible
+
+Connection = psycopg.Connection[tuple[object, ...]]
+
+BATCH_RETRIES = 3
+RETRY_BACKOFF_S = 0.5
+# A batch aims for this duration; the span shrinks when a batch takes longer.
+TARGET_BATCH_S = 0.05
+# A range is sized to hold this share of batch_size eligible rows, so the fast
+# whole-range DELETE rarely finds more than a batch may take.
+FILL = 0.8
+# How long the fast path waits for a row lock before handing the range to SKIP LOCKED.
+QUICK_LOCK_TIMEOUT = "50ms"
+# The fast path cannot LIMIT its DELETE; this bounds how long it can hold row
+# locks when a range holds far more rows than expected (it is then rolled back).
+QUICK_STATEMENT_TIMEOUT = "150ms"
+MAX_BLOCK = 2**32 - 1  # past the last possible block number: an open-ended range
+MAX_SPAN_BLOCKS = 16384  # 128 MiB of heap per batch at most
+# The dry run's single count may scan a large table; it takes no row locks.
+COUNT_STATEMENT_TIMEOUT = "10min"
+_RETRYABLE = (
+    errors.LockNotAvailable,  # lock_timeout
+    errors.QueryCanceled,  # statement_timeout
+    errors.DeadlockDetected,
+    errors.SerializationFailure,
+)
+
+
+@dataclass
+class _Stats:
+    transactions: int = 0
+    retries: int = 0
+    longest_s: float = 0.0
+
+
+class PostgresTarget:
+    def __init__(self, settings: PostgresSettings) -> None:
+        self.settings = settings
+        self.table = sql.Identifier(settings.schema, settings.table)
+        self.condition = eligible(settings)
+
+    def _params(self, ctx: TargetContext) -> dict[str, object]:
+        return {"cutoff": ctx.cutoff, "statuses": list(self.settings.statuses)}
+
+    def run(self, ctx: TargetContext) -> None:
+        s = self.settings
+        try:
+            conn = connect(s.dsn, ctx.stop)
+        except TargetError:
+            if ctx.stop.is_set():
+                return  # stopped while waiting to retry: interrupted, not failed
+            raise
+        try:
+            if not try_advisory_lock(conn, s):
+                ctx.event(
+                    logging.INFO,
+                    "lock_not_acquired",
+                    "another session holds the cleanup lock of this table",
+                    schema=s.schema,
+                    table=s.table,
+                )
+                raise TargetSkipped(
+                    f"another session holds the advisory lock of table {s.schema}.{s.table}"
+                )
+            try:
+                info = inspect_table(conn, s, ctx.dry_run)
+                if not info.timestamp_indexed:
+                    ctx.event(
+                        logging.WARNING,
+                        "timestamp_not_indexed",
+                        "no index has the timestamp column as its leading column",
+                        table=info.qualified,
+                        column=s.timestamp_column,
+                    )
+                if ctx.dry_run:
+                    self._count(ctx, conn, info)
+                else:
+                    self._delete(ctx, conn, info)
+            finally:
+                if not conn.closed and not conn.broken:
+                    advisory_unlock(conn, s)
+        except psycopg.Error as exc:
+            raise TargetError(
+                f"PostgreSQL error on table {s.schema}.{s.table}: {describe(exc, s.dsn)}"
+            ) from exc
+        finally:
+            conn.close()
+
+    def _count(self, ctx: TargetContext, conn: Connection, info: TableInfo) -> None:
+        """Dry run: one count of eligible rows, in a read-only transaction."""
+        query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self.table, self.condition)
+        with conn.transaction():
+            conn.execute("SET LOCAL transaction_read_only = on")
+            conn.execute(
+                "SELECT set_config('statement_timeout', %s, true)", (COUNT_STATEMENT_TIMEOUT,)
+            )
+            row = conn.execute(query, self._params(ctx)).fetchone()
+        count = int(str(row[0])) if row else 0
+        granted = ctx.budget.take(count) if count else 0
+        ctx.counters.scanned += count
+        ctx.counters.matched += granted
+        if ctx.debug and granted:
+            ctx.item_done(count=granted, table=info.qualified)
+
+    def _queries(self) -> Queries:
+        return batch_queries(self.table, self.condition)
+
+    def _delete(self, ctx: TargetContext, conn: Connection, info: TableInfo) -> None:
+        s = self.settings
+        queries = self._queries()
+        params = self._params(ctx)
+        end = relation_blocks(conn, info.oid)
+        # reltuples is -1 before the first ANALYZE: guess a typical row density then.
+        known = info.relpages > 0 and info.reltuples > 0
+        rows_per_block = info.reltuples / info.relpages if known else 50.0
+        span = max(1, min(MAX_SPAN_BLOCKS, int(s.batch_size / max(rows_per_block, 1.0))))
+        start = 0
+        stats = _Stats()
+        take, give_back, counters = ctx.budget.take, ctx.budget.give_back, ctx.counters
+        while not ctx.stop.is_set():
+            granted = take(s.batch_size)
+            if not granted:
+                break
+            last = start + span >= end
+            # The last range is open-ended (hi past any block) so rows that updates
+            # moved beyond the end are seen too.
+            hi = MAX_BLOCK if last else start + span
+            params |= {"lo": f"({start},0)", "hi": f"({hi},0)", "limit": granted}
+            began = time.monotonic()
+            deleted, limited = self._batch(ctx, conn, queries, params, info, stats)
+            elapsed = time.monotonic() - began
+            give_back(granted - deleted)
+            counters.scanned += deleted
+            counters.matched += deleted
+            counters.deleted += deleted
+            if ctx.debug and deleted:
+                ctx.item_done(
+                    count=deleted,
+                    table=info.qualified,
+                    first_block=start,
+                    blocks=span,
+                    batch_ms=round(elapsed * 1000, 2),
+                )
+            if limited and deleted >= granted:
+                # The LIMIT cut the range short: it may hold more, so go over it again,
+                # with a span cut in proportion when the batch was slow.
+                span = max(1, int(span * min(0.5, TARGET_BATCH_S / max(elapsed, 1e-6))))
+                continue
+            if last:
+                break
+            start += span
+            ratio = min(2.0, max(0.5, FILL * s.batch_size / deleted)) if deleted else 2.0
+            if elapsed > TARGET_BATCH_S:
+                ratio = min(ratio, TARGET_BATCH_S / elapsed)
+            span = max(1, min(MAX_SPAN_BLOCKS, int(span * ratio)))
+        ctx.event(
+            logging.INFO,
+            "batches_finished",
+            "delete batches finished",
+            table=info.qualified,
+            transactions=stats.transactions,
+            retries=stats.retries,
+            longest_transaction_ms=round(stats.longest_s * 1000, 2),
+            lock_timeout=LOCK_TIMEOUT,
+            statement_timeout=STATEMENT_TIMEOUT,
+        )
+
+    def _batch(
+        self,
+        ctx: TargetContext,
+        conn: Connection,
+        queries: Queries,
+        params: dict[str, object],
+        info: TableInfo,
+        stats: _Stats,
+    ) -> tuple[int, bool]:
+        """Delete one range's eligible rows, at most params["limit"]; (deleted, limited)."""
+        limit = params["limit"]
+        assert isinstance(limit, int)
+        if limit == self.settings.batch_size:
+            # Fast path: one DELETE over the whole range, as cheap per row as a plain
+            # DELETE. It gives way at once to a row lock (QUICK_LOCK_TIMEOUT) or a long
+            # statement (QUICK_STATEMENT_TIMEOUT), and is rolled back if the range held
+            # more rows than the batch may delete; the limited path then takes over.
+            try:
+                deleted = self._retrying(
+                    ctx, conn, queries.whole_range, params, stats, quick_limit=limit
+                )
+            except (errors.LockNotAvailable, errors.QueryCanceled):
+                pass
+            else:
+                if deleted <= limit:
+                    return deleted, False
+        query = queries.skip_locked if info.can_lock_rows else queries.limited
+        return self._retrying(ctx, conn, query, params, stats, quick_limit=None), True
+
+    def _retrying(
+        self,
+        ctx: TargetContext,
+        conn: Connection,
+        query: sql.Composed,
+        params: dict[str, object],
+        stats: _Stats,
+        quick_limit: int | None,
+    ) -> int:
+        """Run one batch statement in its own transaction, retried on timeouts.
+
+        With `quick_limit`, the transaction waits at most QUICK_LOCK_TIMEOUT for a lock
+        and runs at most QUICK_STATEMENT_TIMEOUT (both errors propagate at once), and
+        is rolled back when it deleted more than `quick_limit` rows; the returned count
+        then exceeds the limit.
+        """
+        s = self.settings
+        for attempt in range(BATCH_RETRIES + 1):
+            began = time.monotonic()
+            try:
+                deleted = self._transaction(conn, query, params, quick_limit)
+            except _RETRYABLE as exc:
+                if quick_limit is not None and isinstance(
+                    exc, errors.LockNotAvailable | errors.QueryCanceled
+                ):
+                    raise
+                stats.retries += 1
+                if attempt == BATCH_RETRIES:
+                    raise TargetError(
+                        f"delete batch on table {s.schema}.{s.table} failed"
+                        f" {BATCH_RETRIES + 1} times: {describe(exc, s.dsn)}"
+                    ) from exc
+                ctx.event(
+                    logging.WARNING,
+                    "batch_retry",
+                    "delete batch hit a timeout and will be retried",
+                    table=f"{s.schema}.{s.table}",
+                    attempt=attempt + 1,
+                    error=describe(exc, s.dsn),
+                )
+                time.sleep(RETRY_BACKOFF_S * 2**attempt)
+                continue
+            finally:
+                stats.transactions += 1
+                stats.longest_s = max(stats.longest_s, time.monotonic() - began)
+            return deleted
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _transaction(
+        conn: Connection, query: sql.Composed, params: dict[str, object], quick_limit: int | None
+    ) -> int:
+        with conn.transaction():
+            if quick_limit is not None:
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, true),"
+                    " set_config('statement_timeout', %s, true)",
+                    (QUICK_LOCK_TIMEOUT, QUICK_STATEMENT_TIMEOUT),
+                )
+            deleted = max(conn.execute(query, params).rowcount, 0)
+            if quick_limit is not None and deleted > quick_limit:
+                raise psycopg.Rollback()  # leaves the block, undoing this batch
+        return deleted
+
+
+def create(settings: PostgresSettings) -> PostgresTarget:
+    return PostgresTarget(settings)

@@ -1,0 +1,56 @@
+"""The postgres target's SQL: the eligibility condition and the batch statements.
+
+Identifiers are composed with psycopg.sql.Identifier, values are bound
+parameters (%(cutoff)s, %(statuses)s, %(lo)s, %(hi)s, %(limit)s): nothing from
+the configuration is ever interpolated into SQL text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from cleanup.config import PostgresSettings
+
+
+def eligible(s: PostgresSettings) -> sql.Composed:
+    """The full eligibility condition; NULL timestamps and NULL statuses never match."""
+    condition = sql.SQL("{} < %(cutoff)s").format(sql.Identifier(s.timestamp_column))
+    if s.status_column:
+        # ::text lets enum and varchar status columns compare with the configured strings.
+        condition = sql.SQL("{} AND {}::text = ANY(%(statuses)s)").format(
+            condition, sql.Identifier(s.status_column)
+        )
+    return sql.Composed([condition])
+
+
+@dataclass(frozen=True)
+class Queries:
+    """The statements of one batch over the block range [lo, hi)."""
+
+    whole_range: sql.Composed  # fast path: every eligible row of the range
+    skip_locked: sql.Composed  # at most `limit` rows, skipping rows others hold
+    limited: sql.Composed  # at most `limit` rows, for a role that cannot lock rows
+
+
+def batch_queries(table: sql.Composable, cond: sql.Composable) -> Queries:
+    upper = sql.SQL("ctid < %(hi)s::tid")
+    return Queries(
+        whole_range=sql.SQL(
+            "DELETE FROM {table} WHERE ctid >= %(lo)s::tid AND {upper} AND {cond}"
+        ).format(table=table, upper=upper, cond=cond),
+        # The DELETE re-checks the condition: a row is deleted only if eligible then.
+        skip_locked=sql.SQL(
+            "WITH picked AS (SELECT ctid FROM {table}"
+            " WHERE ctid >= %(lo)s::tid AND {upper} AND {cond}"
+            " LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+            " DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked)) AND {cond}"
+        ).format(table=table, upper=upper, cond=cond),
+        # Without UPDATE on any column the role cannot lock rows (FOR UPDATE): the
+        # DELETE then waits on a locked row, for lock_timeout at most.
+        limited=sql.SQL(
+            "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}"
+            " WHERE ctid >= %(lo)s::tid AND {upper} AND {cond} LIMIT %(limit)s)) AND {cond}"
+        ).format(table=table, upper=upper, cond=cond),
+    )

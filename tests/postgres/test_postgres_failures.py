@@ -1,0 +1,261 @@
+"""How the postgres target fails: clearly, alone, and without leaking the password."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.postgres.conftest import Jobs, connect, create_jobs_table
+from tests.support.cli import run_cli
+
+SECRET = "Zq7-very-secret-pa55word"
+
+
+def test_postgres_missing_table_fails_naming_it(jobs: Jobs) -> None:
+    """A table that does not exist fails the target with its name in the error."""
+    path = jobs.config(table="no_such_jobs")
+    result = run_cli(["--config", str(path)], jobs.env())
+    assert result.exit_code == 1
+    target = result.target("jobs")
+    assert target["status"] == "failed"
+    assert "public.no_such_jobs" in target["error"]
+    assert "does not exist" in target["error"]
+
+
+@pytest.mark.parametrize(
+    ("keys", "named"),
+    [
+        ({"timestamp_column": "finished_at"}, "finished_at"),
+        ({"status_column": "state"}, "state"),
+        ({"timestamp_column": "status"}, "status"),  # exists, but is text
+    ],
+)
+def test_postgres_missing_or_mistyped_column_fails_naming_it(
+    jobs: Jobs, keys: dict[str, str], named: str
+) -> None:
+    """A missing column, or a timestamp column of the wrong type, fails naming the column."""
+    jobs.fill(5, "40 days", "completed")
+    result = run_cli(jobs.argv(**keys), jobs.env())
+    target = result.target("jobs")
+    assert target["status"] == "failed"
+    assert repr(named) in target["error"]
+    assert jobs.name in target["error"]
+    assert jobs.count() == 5
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        '"; DROP TABLE {victim}; --',
+        "; DROP TABLE {victim}; --",
+        "' OR 1=1; DELETE FROM {victim}; --",
+    ],
+)
+def test_postgres_injection_in_table_name_touches_nothing(jobs: Jobs, suffix: str) -> None:
+    """A table name carrying SQL is quoted as one identifier: a clear failure, no harm done."""
+    victim = f"{jobs.name}_victim"
+    jobs.execute(sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(victim)))
+    jobs.execute(sql.SQL("INSERT INTO {} VALUES (1), (2)").format(sql.Identifier(victim)))
+    jobs.fill(7, "40 days", "completed")
+    hostile = jobs.name + suffix.format(victim=victim)
+    result = run_cli(jobs.argv(table=hostile), jobs.env())
+    target = result.target("jobs")
+    assert target["status"] == "failed"
+    assert "does not exist" in target["error"]
+    assert target["deleted"] == 0
+    assert jobs.scalar(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(victim))) == 2
+    assert jobs.count() == 7
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_postgres_connection_refused_fails_alone_and_other_targets_run(
+    jobs: Jobs, tmp_path: Path
+) -> None:
+    """A refused connection fails the postgres target; a volume target still runs; exit 1."""
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    old = volume / "old.log"
+    old.write_text("x")
+    past = time.time() - 40 * 86400
+    os.utime(old, (past, past))
+    config = jobs.config()
+    config.write_text(
+        config.read_text() + f'\n[[volumes]]\nname = "temp"\npath = "{volume}"\nmax_age = "1d"\n'
+    )
+    dsn = f"postgresql://cleanup:{SECRET}@127.0.0.1:{_closed_port()}/postgres"
+    began = time.monotonic()
+    result = run_cli(["--config", str(config)], {"CLEANUP_DATABASE_URL": dsn})
+    assert time.monotonic() - began < 15
+    assert result.exit_code == 1
+    pg = result.target("jobs")
+    assert pg["status"] == "failed"
+    assert "cannot connect" in pg["error"]
+    assert result.target("temp")["status"] == "ok"
+    assert not old.exists()
+    assert SECRET not in result.stdout + result.stderr
+
+
+def _create_role(jobs: Jobs, grants: str) -> str:
+    role = f"r_{jobs.name}"
+    with connect(jobs.dsn) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(SECRET)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT " + grants + " ON {} TO {}").format(jobs.ident, sql.Identifier(role))
+        )
+    host = jobs.dsn.split("@", 1)[1]
+    return f"postgresql://{role}:{SECRET}@{host}"
+
+
+@pytest.fixture
+def limited_role(jobs: Jobs) -> str:
+    """A login role with SELECT and DELETE on the table and nothing else; its DSN."""
+    return _create_role(jobs, "SELECT, DELETE")
+
+
+def _hold_row_lock(jobs: Jobs, row_id: int, seconds: float) -> threading.Thread:
+    """Lock one row FOR UPDATE in another session for `seconds`, then roll back."""
+    ready = threading.Event()
+
+    def hold() -> None:
+        with psycopg.connect(jobs.dsn) as holder:
+            holder.execute(
+                sql.SQL("SELECT id FROM {} WHERE id = %s FOR UPDATE").format(jobs.ident), (row_id,)
+            )
+            ready.set()
+            time.sleep(seconds)
+            holder.rollback()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    ready.wait(10)
+    return thread
+
+
+def test_postgres_least_privilege_role_runs_and_password_never_printed(
+    jobs: Jobs, limited_role: str
+) -> None:
+    """A role with only SELECT and DELETE deletes; no output line has its password."""
+    jobs.fill(20, "40 days", "completed")
+    result = run_cli(["--log-level", "DEBUG", *jobs.argv(batch_size=7)], jobs.env(limited_role))
+    assert result.target("jobs")["deleted"] == 20, result.stdout
+    assert SECRET not in result.stdout + result.stderr
+    checked = run_cli(["--check-config", *jobs.argv()], jobs.env(limited_role))
+    assert checked.exit_code == 0
+    assert SECRET not in checked.stdout + checked.stderr
+
+
+def test_postgres_role_without_delete_fails_clearly_and_dry_run_needs_select_only(
+    jobs: Jobs, limited_role: str
+) -> None:
+    """A role lacking DELETE fails before deleting, naming it; its dry run still counts."""
+    role = limited_role.split("://", 1)[1].split(":", 1)[0]
+    jobs.execute(sql.SQL("REVOKE DELETE ON {} FROM {}").format(jobs.ident, sql.Identifier(role)))
+    jobs.fill(3, "40 days", "completed")
+    result = run_cli(jobs.argv(), jobs.env(limited_role))
+    target = result.target("jobs")
+    assert target["status"] == "failed"
+    assert "lacks DELETE" in target["error"]
+    assert jobs.name in target["error"]
+    assert jobs.count() == 3
+    dry = run_cli(["--dry-run", *jobs.argv()], jobs.env(limited_role))
+    assert dry.target("jobs")["matched"] == 3
+
+
+def test_postgres_role_without_row_locks_waits_at_most_lock_timeout(
+    jobs: Jobs, limited_role: str
+) -> None:
+    """Without UPDATE on any column (no FOR UPDATE) a locked row is waited on, briefly."""
+    jobs.fill(1000, "40 days", "completed")
+    holder = _hold_row_lock(jobs, 500, seconds=0.5)
+    began = time.monotonic()
+    result = run_cli(jobs.argv(batch_size=100), jobs.env(limited_role))
+    elapsed = time.monotonic() - began
+    holder.join()
+    assert (result.target("jobs")["status"], result.target("jobs")["deleted"]) == ("ok", 1000)
+    assert elapsed < 2.0
+
+
+def test_postgres_role_with_one_column_update_skips_locked_rows(jobs: Jobs) -> None:
+    """With UPDATE on one column the role can SKIP LOCKED: a held row is left, not waited on."""
+    dsn = _create_role(jobs, "SELECT, DELETE, UPDATE (id)")
+    jobs.fill(1000, "40 days", "completed")
+    holder = _hold_row_lock(jobs, 500, seconds=3)
+    began = time.monotonic()
+    result = run_cli(jobs.argv(batch_size=100), jobs.env(dsn))
+    elapsed = time.monotonic() - began
+    assert (result.target("jobs")["status"], result.target("jobs")["deleted"]) == ("ok", 999)
+    assert elapsed < 2.0  # waiting for the row would take lock_timeout (2 s) or more
+    assert jobs.count("id = 500") == 1
+    holder.join()
+
+
+@pytest.mark.parametrize(
+    "make_dsn",
+    [
+        lambda role, host: f"postgresql://{role}:{SECRET}x@{host}",  # wrong password
+        lambda role, host: f"host=127.0.0.1 port=1 user={role} password={SECRET} bogus",  # bad DSN
+        lambda role, host: f"postgresql://{role}:{SECRET}@{host}?sslmode=nonsense",
+    ],
+)
+def test_postgres_password_never_appears_in_errors(
+    jobs: Jobs, limited_role: str, make_dsn: object
+) -> None:
+    """Authentication failures and malformed DSNs fail without echoing the password."""
+    assert callable(make_dsn)
+    role = limited_role.split("://", 1)[1].split(":", 1)[0]
+    host = limited_role.split("@", 1)[1]
+    result = run_cli(["--log-level", "DEBUG", *jobs.argv()], jobs.env(make_dsn(role, host)))
+    target = result.target("jobs")
+    assert target["status"] == "failed"
+    assert target["error"]
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_postgres_warns_when_no_index_leads_with_the_timestamp(jobs: Jobs) -> None:
+    """Without an index whose first column is the timestamp, a WARNING event says so."""
+    indexed = run_cli(jobs.argv(), jobs.env())
+    assert indexed.events("timestamp_not_indexed") == []
+    name = f"{jobs.name}_noidx"
+    jobs.execute(
+        sql.SQL("CREATE TABLE {} (id int, created_at timestamptz, status text)").format(
+            sql.Identifier(name)
+        )
+    )
+    jobs.execute(sql.SQL("CREATE INDEX ON {} (status, created_at)").format(sql.Identifier(name)))
+    result = run_cli(jobs.argv(table=name), jobs.env())
+    (warning,) = result.events("timestamp_not_indexed")
+    assert warning["level"] == "WARNING"
+    assert warning["column"] == "created_at"
+    assert result.target("jobs")["status"] == "ok"
+
+
+def test_postgres_partitioned_table_fails_with_advice(jobs: Jobs) -> None:
+    """A partitioned parent is refused (ctid is not unique across partitions), naming it."""
+    name = f"{jobs.name}_parted"
+    jobs.execute(
+        sql.SQL(
+            "CREATE TABLE {} (created_at timestamptz, status text) PARTITION BY RANGE (created_at)"
+        ).format(sql.Identifier(name))
+    )
+    result = run_cli(jobs.argv(table=name), jobs.env())
+    target = result.target("jobs")
+    assert target["status"] == "failed"
+    assert "partitioned" in target["error"]
+    assert name in target["error"]
+    assert create_jobs_table  # the same helper builds the tables of the other tests
