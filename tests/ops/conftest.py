@@ -2,8 +2,8 @@
 
 One session fixture runs the real CLI several times (volumes on tmp trees: ok,
 partial through an immutable file, failed through `require_mount`, capped, a dry
-run, a configuration error, a run stopped by SIGTERM) and collects every JSON
-line it printed. The dashboards, pipeline and alerts are then checked against
+run, a configuration error, a run stopped by SIGTERM; a PostgreSQL table on a
+throwaway server) and collects every JSON line it printed. The dashboards, pipeline and alerts are then checked against
 these lines, never against a list of names typed into a test.
 """
 
@@ -152,6 +152,37 @@ def _interrupted_run(base: Path, emitted: Emitted) -> None:
     emitted.exit_codes.append(proc.wait(timeout=60))
 
 
+def _run_stores(config: str, env: dict[str, str], emitted: Emitted) -> None:
+    for argv in (["--dry-run"], []):
+        result = run_cli(["--config", config, "--log-level", "DEBUG", *argv], {**DOWNWARD, **env})
+        emitted.lines += result.lines
+        emitted.exit_codes.append(result.exit_code)
+
+
+def _postgres_runs(base: Path, emitted: Emitted) -> None:
+    """A job table with old finished, old running and fresh rows: a dry run, then a real run."""
+    import psycopg
+
+    from tests.support.pgserver import postgres_server
+
+    with postgres_server() as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE jobs (id bigserial PRIMARY KEY, created_at timestamptz, status text)"
+            )
+            conn.execute("CREATE INDEX ON jobs (created_at)")
+            conn.execute(
+                "INSERT INTO jobs (created_at, status) SELECT now() - interval '60 days',"
+                " s FROM unnest(array['completed', 'failed', 'running']) s"
+            )
+            conn.execute("INSERT INTO jobs (created_at, status) VALUES (now(), 'completed')")
+        config = _config(
+            base / "postgres.toml",
+            '[[postgres]]\nname = "jobs"\ntable = "jobs"\nmax_age = "30d"\n',
+        )
+        _run_stores(config, {"CLEANUP_DATABASE_URL": dsn}, emitted)
+
+
 @pytest.fixture(scope="session")
 def emitted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emitted]:
     base = tmp_path_factory.mktemp("ops-runs")
@@ -159,6 +190,7 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emitted]:
     try:
         _volumes_runs(base, result)
         _interrupted_run(base, result)
+        _postgres_runs(base, result)
         yield result
     finally:
         shutil.rmtree(base, ignore_errors=True)
