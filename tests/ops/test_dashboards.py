@@ -13,12 +13,17 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import yaml
+
 from tests.ops import datadog, logql
+from tests.ops.rules import PROMETHEUS_RULE_SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "dashboards" / "grafana" / "cleanup.json"
 DD_DASHBOARD = REPO / "dashboards" / "datadog" / "dashboard.json"
 DD_PIPELINE = REPO / "dashboards" / "datadog" / "pipeline.json"
+LOKI_RULES = REPO / "alerts" / "loki-rules.yaml"
 PANEL_TYPES = {"timeseries", "table", "logs", "stat", "barchart"}
 DD_WIDGETS = {"timeseries", "query_table", "list_stream", "query_value", "toplist", "note"}
 
@@ -136,3 +141,13 @@ def test_datadog_pipeline_processors_have_documented_keys() -> None:
     assert kinds.index("status-remapper") < kinds.index("attribute-remapper")
     for processor in pipeline["processors"]:
         assert set(processor) == datadog.PROCESSOR_KEYS[processor["type"]], processor["name"]
+
+
+def test_loki_rules_file_has_rule_group_shape() -> None:
+    """alerts/loki-rules.yaml is a valid Prometheus-style rule group file, as the Loki ruler reads."""
+    rules = yaml.safe_load(LOKI_RULES.read_text())
+    jsonschema.validate(rules, PROMETHEUS_RULE_SCHEMA["properties"]["spec"])
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] and rule["annotations"]["summary"]
+            logql.parse(rule["expr"])
