@@ -1,0 +1,130 @@
+"""The boto3 client of the S3 target and the translation of its errors into plain messages.
+
+Imported only by cleanup.targets.s3, which the target registry loads lazily, so
+a run without S3 targets never imports boto3.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from cleanup.config import S3Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+CONNECT_TIMEOUT_S = 10
+READ_TIMEOUT_S = 60
+# Enough attempts to ride out SlowDown/503 bursts: standard mode backs off
+# exponentially (up to 20 s) between them.
+MAX_ATTEMPTS = 10
+# The first request only tells whether the store can be used at all; a missing
+# endpoint must fail the target in seconds, not after a minute of back-off.
+PROBE_ATTEMPTS = 3
+DEFAULT_REGION = "us-east-1"
+# Codes meaning "try again later" rather than "this will never work".
+RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "500",
+        "503",
+    }
+)
+
+
+def _config(attempts: int, endpoint_url: str, pool: int) -> Config:
+    return Config(
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        retries={"mode": "standard", "max_attempts": attempts},
+        max_pool_connections=pool,
+        # S3-compatible stores (MinIO, Ceph, R2) are reached by path, not by bucket host name.
+        s3={"addressing_style": "path" if endpoint_url else "auto"},
+    )
+
+
+def make_clients(settings: S3Settings, pool: int) -> tuple[S3Client, S3Client]:
+    """A probe client (few retries) and a work client (many retries), both from the default
+    credential chain (env, web identity / IRSA, instance profile): no key is ever configured here.
+    """
+    session = boto3.session.Session()
+    region = settings.region or session.region_name or DEFAULT_REGION
+    endpoint = settings.endpoint_url or None
+    clients = tuple(
+        session.client(
+            "s3",
+            region_name=region,
+            endpoint_url=endpoint,
+            config=_config(attempts, settings.endpoint_url, pool),
+        )
+        for attempts in (PROBE_ATTEMPTS, MAX_ATTEMPTS)
+    )
+    return clients[0], clients[1]
+
+
+def where(settings: S3Settings) -> str:
+    """The store, for messages: host and port only, so no credential in a URL can leak."""
+    if not settings.endpoint_url:
+        return f"AWS S3 ({settings.region or 'default region'})"
+    parts = urlsplit(settings.endpoint_url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"endpoint {parts.scheme}://{host}{port}"
+
+
+def error_code(exc: ClientError) -> str:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code") or "")
+    if code:
+        return code
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return str(status or "unknown")
+
+
+def describe(exc: Exception, settings: S3Settings, action: str) -> str:
+    """A one-line operator message naming bucket, prefix, store and the S3 error code."""
+    place = f"s3://{settings.bucket}/{settings.prefix} at {where(settings)}"
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        message = str(exc.response.get("Error", {}).get("Message") or "")
+        hints = {
+            "NoSuchBucket": "the bucket does not exist",
+            "AccessDenied": "access denied (check the IAM policy for this bucket and prefix)",
+            "InvalidAccessKeyId": "the access key is not known to the store",
+            "SignatureDoesNotMatch": "the secret key does not match the access key",
+            "PermanentRedirect": "the bucket is in another region (set region)",
+            "AuthorizationHeaderMalformed": "wrong region for this bucket (set region)",
+        }
+        detail = hints.get(code, message or "request failed")
+        return f"cannot {action} {place}: {code}: {detail}"
+    if isinstance(exc, NoCredentialsError):
+        return (
+            f"cannot {action} {place}: no AWS credentials found in the default chain "
+            "(environment, web identity / IRSA, instance profile)"
+        )
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        return f"cannot {action} {place}: the store is unreachable (connection failed)"
+    if isinstance(exc, ReadTimeoutError):
+        return f"cannot {action} {place}: the store did not answer within {READ_TIMEOUT_S} s"
+    if isinstance(exc, BotoCoreError):
+        return f"cannot {action} {place}: {type(exc).__name__}"
+    return f"cannot {action} {place}: {type(exc).__name__}: {exc}"
