@@ -48,7 +48,7 @@ class Bucket:
     def put(self, keys: list[str], body: bytes = b"x") -> None:
         seed(self.endpoint, self.name, keys, body=body)
 
-    def keys(self, prefix: str = "") -> set[str]:
+    def object_keys(self, prefix: str = "") -> set[str]:
         found: set[str] = set()
         for page in self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.name, Prefix=prefix

@@ -37,7 +37,7 @@ def test_sweep_old_objects_under_prefix_deleted_fresh_and_outside_kept(
     assert (outputs["scanned"], outputs["matched"], outputs["deleted"]) == (6, 5, 5)
     assert outputs["failed"] == 0
     assert outputs["bytes_freed"] == 25
-    assert bucket.keys() == {
+    assert bucket.object_keys() == {
         "output/fresh.bin",
         "output-archive/old.bin",
         "outputx",
@@ -69,7 +69,7 @@ def test_sweep_excludes_name_and_path_globs_kept_and_not_scanned(
     assert outputs["status"] == "ok", result.stdout
     # keep/* is anchored at the prefix: sub/keep/two.bin is not excluded by it.
     assert (outputs["scanned"], outputs["deleted"]) == (2, 2)
-    assert bucket.keys() == {"data/run.lock", "data/sub/deep.lock", "data/keep/one.bin"}
+    assert bucket.object_keys() == {"data/run.lock", "data/sub/deep.lock", "data/keep/one.bin"}
 
 
 def test_sweep_many_batches_dry_run_predicts_then_real_run_deletes_exactly_that(
@@ -91,7 +91,7 @@ def test_sweep_many_batches_dry_run_predicts_then_real_run_deletes_exactly_that(
     assert dry_target["bytes_freed"] == 5200
     would = dry.events("item_would_delete")
     assert {line["key"] for line in would} == set(old)
-    assert len(bucket.keys("out/")) == 2603
+    assert len(bucket.object_keys("out/")) == 2603
 
     real = run_cli(["--config", str(config)], now=run_at(split))
 
@@ -99,7 +99,7 @@ def test_sweep_many_batches_dry_run_predicts_then_real_run_deletes_exactly_that(
     assert real.exit_code == 0, real.stdout
     assert real_target["deleted"] == dry_target["matched"]
     assert real_target["bytes_freed"] == dry_target["bytes_freed"]
-    assert bucket.keys("out/") == {f"out/fresh{i}" for i in range(3)}
+    assert bucket.object_keys("out/") == {f"out/fresh{i}" for i in range(3)}
 
 
 def test_sweep_cap_with_batches_in_flight_deletes_exactly_max_deletions(
@@ -117,7 +117,7 @@ def test_sweep_cap_with_batches_in_flight_deletes_exactly_max_deletions(
     assert result.exit_code == 1, result.stdout
     assert outputs["status"] == "capped"
     assert (outputs["matched"], outputs["deleted"]) == (2345, 2345)
-    assert len(bucket.keys("cap/")) == 3500 - 2345
+    assert len(bucket.object_keys("cap/")) == 3500 - 2345
 
 
 def test_sweep_dry_run_with_cap_predicts_the_capped_count(
@@ -135,7 +135,7 @@ def test_sweep_dry_run_with_cap_predicts_the_capped_count(
     outputs = result.target("outputs")
     assert outputs["status"] == "capped"
     assert (outputs["matched"], outputs["deleted"]) == (1200, 0)
-    assert len(bucket.keys("cap/")) == 1500
+    assert len(bucket.object_keys("cap/")) == 1500
 
 
 def test_sweep_whole_bucket_allowed_deletes_every_old_object(
@@ -151,7 +151,7 @@ def test_sweep_whole_bucket_allowed_deletes_every_old_object(
     result = run_cli(["--config", str(config)], now=run_at(split))
 
     assert result.target("outputs")["deleted"] == 3, result.stdout
-    assert bucket.keys() == {"new"}
+    assert bucket.object_keys() == {"new"}
 
 
 def test_quick_target_from_environment_sweeps_prefix_as_target_s3(
@@ -173,7 +173,7 @@ def test_quick_target_from_environment_sweeps_prefix_as_target_s3(
     assert result.exit_code == 0, result.stdout
     target = result.target("s3")
     assert (target["kind"], target["status"], target["deleted"]) == ("s3", "ok", 2)
-    assert bucket.keys() == {"tmp-keep/x"}
+    assert bucket.object_keys() == {"tmp-keep/x"}
 
 
 def test_sweep_debug_events_carry_key_and_size(

@@ -9,6 +9,7 @@ Rules are plain callables; the ones here model what S3 does under load:
 - `per_key_slow_down(fraction)`: answer that fraction of DeleteObjects requests
   with 200 and a SlowDown `<Error>` for every key, without forwarding: S3's
   per-key throttling, where nothing was deleted;
+- `delay_deletes(seconds)`: hold each DeleteObjects request before forwarding it;
 - `inject_listing_key(key)`: add a foreign key to every ListObjectsV2 answer
   (a store that ignores `Prefix`).
 
@@ -22,6 +23,7 @@ import http.client
 import random
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -118,6 +120,17 @@ def per_key_slow_down(fraction: float, seed: int = 2) -> Before:
             + b"</DeleteResult>"
         )
         return Response(200, {"Content-Type": "application/xml"}, body)
+
+    return rule
+
+
+def delay_deletes(seconds: float) -> Before:
+    """Hold each DeleteObjects request for `seconds` before forwarding it (a slow store)."""
+
+    def rule(request: Request) -> Response | None:
+        if _is_delete_objects(request):
+            time.sleep(seconds)
+        return None
 
     return rule
 
