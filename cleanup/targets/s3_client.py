@@ -6,10 +6,12 @@ a run without S3 targets never imports boto3.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -19,6 +21,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from botocore.utils import parse_timestamp
 
 from cleanup.config import S3Settings
 
@@ -62,11 +65,27 @@ def _config(attempts: int, endpoint_url: str, pool: int) -> Config:
     )
 
 
+def _timestamp(text: str) -> datetime:
+    """ISO 8601 as S3 lists it ("2024-05-01T12:00:00.000Z"), parsed by the standard library.
+
+    botocore's default (dateutil) costs about 70% of the parse time of a 1,000-key
+    listing page, and the listing is the sequential part of the pipeline. Anything
+    else (HTTP dates in headers) goes to botocore's own parser.
+    """
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return parse_timestamp(text)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def make_clients(settings: S3Settings, pool: int) -> tuple[S3Client, S3Client]:
     """A probe client (few retries) and a work client (many retries), both from the default
     credential chain (env, web identity / IRSA, instance profile): no key is ever configured here.
     """
-    session = boto3.session.Session()
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
+    session = boto3.session.Session(botocore_session=core)
     region = settings.region or session.region_name or DEFAULT_REGION
     endpoint = settings.endpoint_url or None
     clients = tuple(

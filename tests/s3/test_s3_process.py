@@ -46,7 +46,9 @@ def test_sigterm_mid_run_finishes_batches_in_flight_counts_them_and_exits_143(
             if '"item_deleted"' in line:
                 child.send_signal(signal.SIGTERM)
                 break
-        rest, _ = child.communicate(timeout=60)
+        # read() and not communicate(): this file object has already buffered lines ahead.
+        rest = child.stdout.read()
+        child.wait(timeout=60)
     lines = [json.loads(raw) for raw in seen + rest.splitlines() if raw.startswith("{")]
     finished = [line for line in lines if line["event"] == "target_finished"]
     summary = lines[-1]
