@@ -6,8 +6,10 @@ a run without S3 targets never imports boto3.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -79,6 +81,18 @@ def _timestamp(text: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+def _add_content_md5(request: Any, **_: Any) -> None:
+    """Content-MD5 on DeleteObjects, which botocore >= 1.36 no longer sends (it sends a CRC32).
+
+    Many S3-compatible stores (Ceph RGW, older MinIO, s3proxy...) still refuse a
+    DeleteObjects request without it. Hooked before signing, so the header is signed too.
+    """
+    body = request.body
+    if isinstance(body, bytes | bytearray) and "Content-MD5" not in request.headers:
+        digest = hashlib.md5(body, usedforsecurity=False).digest()
+        request.headers["Content-MD5"] = base64.b64encode(digest).decode("ascii")
+
+
 def make_clients(settings: S3Settings, pool: int) -> tuple[S3Client, S3Client]:
     """A probe client (few retries) and a work client (many retries), both from the default
     credential chain (env, web identity / IRSA, instance profile): no key is ever configured here.
@@ -97,6 +111,9 @@ def make_clients(settings: S3Settings, pool: int) -> tuple[S3Client, S3Client]:
         )
         for attempts in (PROBE_ATTEMPTS, MAX_ATTEMPTS)
     )
+    if endpoint:
+        for client in clients:
+            client.meta.events.register("before-sign.s3.DeleteObjects", _add_content_md5)
     return clients[0], clients[1]
 
 

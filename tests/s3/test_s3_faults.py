@@ -19,6 +19,7 @@ from tests.support.faultproxy import (
     fault_proxy,
     inject_listing_key,
     per_key_slow_down,
+    require_content_md5,
     slow_down,
 )
 from tests.support.s3server import S3Endpoint, free_port
@@ -63,6 +64,24 @@ def test_per_key_slowdown_in_delete_answers_is_retried_until_every_key_goes(
     assert (outputs["status"], outputs["deleted"], outputs["failed"]) == ("ok", 2500, 0)
     assert outputs["bytes_freed"] == 10_000
     assert bucket.object_keys("k/") == set()
+
+
+def test_store_requiring_content_md5_on_delete_objects_still_gets_deletes(
+    s3: S3Endpoint, bucket: Bucket, tmp_path: Path
+) -> None:
+    """A store that refuses DeleteObjects without Content-MD5 (Ceph RGW, older MinIO)
+    still gets every old object deleted."""
+    bucket.put([f"md5/{i}" for i in range(30)])
+    split = split_time()
+
+    with fault_proxy(s3.url, before=[require_content_md5()]) as proxy:
+        config = write_config(tmp_path / "c.toml", [s3_target(proxy.url, bucket.name, "md5")])
+        result = run_cli(["--config", str(config)], now=run_at(split))
+
+    outputs = result.target("outputs")
+    assert proxy.stats.faults == 0, result.stdout
+    assert (outputs["status"], outputs["deleted"]) == ("ok", 30)
+    assert bucket.object_keys("md5/") == set()
 
 
 def test_listing_key_outside_prefix_fails_target_and_deletes_nothing_outside(

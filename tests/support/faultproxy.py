@@ -9,6 +9,8 @@ Rules are plain callables; the ones here model what S3 does under load:
 - `per_key_slow_down(fraction)`: answer that fraction of DeleteObjects requests
   with 200 and a SlowDown `<Error>` for every key, without forwarding: S3's
   per-key throttling, where nothing was deleted;
+- `require_content_md5()`: refuse DeleteObjects without a valid Content-MD5
+  (Ceph RGW, older MinIO);
 - `delay_deletes(seconds)`: hold each DeleteObjects request before forwarding it;
 - `inject_listing_key(key)`: add a foreign key to every ListObjectsV2 answer
   (a store that ignores `Prefix`).
@@ -19,6 +21,8 @@ listens on 127.0.0.1 only and stops on exit.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import random
 import re
@@ -120,6 +124,21 @@ def per_key_slow_down(fraction: float, seed: int = 2) -> Before:
             + b"</DeleteResult>"
         )
         return Response(200, {"Content-Type": "application/xml"}, body)
+
+    return rule
+
+
+def require_content_md5() -> Before:
+    """Refuse DeleteObjects without a valid Content-MD5, as Ceph RGW and older MinIO do."""
+
+    def rule(request: Request) -> Response | None:
+        if not _is_delete_objects(request):
+            return None
+        given = {k.lower(): v for k, v in request.headers.items()}.get("content-md5")
+        expected = base64.b64encode(hashlib.md5(request.body).digest()).decode()
+        if given == expected:
+            return None
+        return _error(400, "InvalidRequest", "DeleteObjects requires one valid Content-MD5 header")
 
     return rule
 
