@@ -253,8 +253,9 @@ class S3Target:
             code = str(error.get("Code") or "unknown")
             version = error.get("VersionId")
             for item in by_key.get(str(error.get("Key")), ()):
-                # Some stores omit VersionId in errors: then every version of that key counts.
-                if not version or item.version_id == version:
+                # Match loosely: an error a store reports without (or with an unexpected)
+                # VersionId must never be mistaken for a success.
+                if not version or item.version_id is None or item.version_id == version:
                     failed[item] = code
         return failed
 
