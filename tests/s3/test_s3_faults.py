@@ -16,6 +16,7 @@ from pathlib import Path
 from tests.s3.conftest import Bucket, run_at, s3_target, split_time, write_config
 from tests.support.cli import run_cli
 from tests.support.faultproxy import (
+    delay_deletes,
     fault_proxy,
     inject_listing_key,
     per_key_slow_down,
@@ -82,6 +83,32 @@ def test_store_requiring_content_md5_on_delete_objects_still_gets_deletes(
     assert proxy.stats.faults == 0, result.stdout
     assert (outputs["status"], outputs["deleted"]) == ("ok", 30)
     assert bucket.object_keys("md5/") == set()
+
+
+def test_slow_store_progress_events_report_growing_counters(
+    s3: S3Endpoint, bucket: Bucket, tmp_path: Path
+) -> None:
+    """On a slow store, progress events appear every interval with counters that only grow
+    and never pass the final ones."""
+    bucket.put([f"p/{i:04d}" for i in range(3000)])
+    split = split_time()
+
+    with fault_proxy(s3.url, before=[delay_deletes(1.2)]) as proxy:
+        config = write_config(
+            tmp_path / "c.toml",
+            [s3_target(proxy.url, bucket.name, "p/")],
+            progress_interval="1s",
+        )
+        result = run_cli(["--config", str(config)], now=run_at(split))
+
+    progress = result.events("progress")
+    final = result.target("outputs")
+    assert final["deleted"] == 3000, result.stdout
+    assert len(progress) >= 1
+    deleted = [event["deleted"] for event in progress]
+    assert deleted == sorted(deleted)
+    assert all(event["scanned"] <= final["scanned"] for event in progress)
+    assert all(event["target"] == "outputs" and event["kind"] == "s3" for event in progress)
 
 
 def test_listing_key_outside_prefix_fails_target_and_deletes_nothing_outside(
