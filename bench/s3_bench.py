@@ -9,7 +9,7 @@ The S3 server is moto in its own process on 127.0.0.1 (tests/support/s3server.py
 so its CPU time is measured apart from the clients'. For every run each tool gets
 its own bucket, freshly seeded with the same N objects under `output/` plus 10
 sentinels outside the prefix; seeding is not timed. Each tool runs as a child
-process: wall time from start to exit, peak RSS from wait4()'s rusage, server CPU
+process: wall time from start to exit, peak RSS from /usr/bin/time (%M), server CPU
 from /proc/<server pid>/stat. Afterwards the prefix must be empty and the sentinels
 intact, or the run is reported as wrong.
 
@@ -49,6 +49,7 @@ from tests.support.s3server import (  # noqa: E402
 PREFIX = "output/"
 SENTINELS = [f"output-archive/{i}" for i in range(5)] + [f"keep/{i}" for i in range(5)]
 TICKS = os.sysconf("SC_CLK_TCK")
+TIME = "/usr/bin/time"
 
 
 @dataclass
@@ -79,6 +80,9 @@ def ensure_peers() -> dict[str, str]:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "install", "-y", "-qq", "rclone"], check=True, env=env)
         rclone = shutil.which("rclone")
+    if not os.path.exists(TIME) and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-qq", "time"], check=True, env=env)
     found = {"s5cmd": s5cmd, "rclone": rclone}
     return {name: path for name, path in found.items() if path}
 
@@ -127,21 +131,25 @@ def run_once(
     cpu_before = server_cpu(endpoint.pid)
     began = time.monotonic()
     # Files, not pipes: s5cmd prints a line per object and would block on a full pipe.
-    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
+    with (
+        tempfile.TemporaryFile() as out_file,
+        tempfile.TemporaryFile() as err_file,
+        tempfile.NamedTemporaryFile() as rss_file,
+    ):
+        # Peak RSS through /usr/bin/time, not this process's wait4(): a child forked from
+        # a big parent inherits the parent's RSS high-water mark in ru_maxrss.
+        timed = [TIME, "-f", "%M", "-o", rss_file.name, *command(tool, endpoint, bucket, peers)]
         child = subprocess.Popen(
-            command(tool, endpoint, bucket, peers),
-            env=environment(tool, endpoint, bucket),
-            stdout=out_file,
-            stderr=err_file,
+            timed, env=environment(tool, endpoint, bucket), stdout=out_file, stderr=err_file
         )
-        _, status, usage = os.wait4(child.pid, 0)
+        child.wait()
         wall = time.monotonic() - began
         cpu = server_cpu(endpoint.pid) - cpu_before
-        child.returncode = os.waitstatus_to_exitcode(status)
         out_file.seek(0)
         err_file.seek(0)
         out = out_file.read().decode()
         err = err_file.read().decode()
+        peak_kib = int(Path(rss_file.name).read_text().split()[-1])
     left = client.list_objects_v2(Bucket=bucket, Prefix=PREFIX, MaxKeys=1).get("KeyCount", 0)
     sentinels = {
         o["Key"]
@@ -154,7 +162,7 @@ def run_once(
         correct = summary["deleted"] == count
     if not correct:
         print(f"  {tool}: WRONG rc={child.returncode} left={left} {err[-500:]}", file=sys.stderr)
-    return Sample(tool, count, wall, usage.ru_maxrss, cpu, correct)
+    return Sample(tool, count, wall, peak_kib, cpu, correct)
 
 
 def speed(args: argparse.Namespace) -> int:
@@ -198,6 +206,7 @@ def speed(args: argparse.Namespace) -> int:
 
 
 def memory(args: argparse.Namespace) -> int:
+    ensure_peers()
     sizes = [int(n) for n in args.memory.split(",")]
     results = []
     with moto_process() as endpoint:
