@@ -17,6 +17,7 @@ from tests.s3.conftest import Bucket, run_at, s3_target, split_time, write_confi
 from tests.support.cli import run_cli
 from tests.support.faultproxy import (
     delay_deletes,
+    deny_listing,
     fault_proxy,
     inject_listing_key,
     per_key_slow_down,
@@ -180,3 +181,24 @@ def test_missing_bucket_fails_target_with_bucket_name_and_s3_code(
     assert "NoSuchBucket" in outputs["error"]
     assert "s3://no-such-bucket-here/output/" in outputs["error"]
     assert "cleanup-test" not in result.stdout  # no credential in any line
+
+
+def test_listing_access_denied_fails_target_with_code_and_policy_hint(
+    s3: S3Endpoint, bucket: Bucket, tmp_path: Path
+) -> None:
+    """A store refusing the listing (no s3:ListBucket) fails the target with AccessDenied,
+    the bucket and a pointer to the IAM policy; nothing is deleted."""
+    bucket.put(["out/a"])
+    split = split_time()
+
+    with fault_proxy(s3.url, before=[deny_listing()]) as proxy:
+        config = write_config(tmp_path / "c.toml", [s3_target(proxy.url, bucket.name, "out")])
+        result = run_cli(["--config", str(config)], now=run_at(split))
+
+    outputs = result.target("outputs")
+    assert result.exit_code == 1
+    assert outputs["status"] == "failed"
+    assert f"s3://{bucket.name}/out/" in outputs["error"]
+    assert "AccessDenied" in outputs["error"]
+    assert "IAM policy" in outputs["error"]
+    assert bucket.object_keys() == {"out/a"}

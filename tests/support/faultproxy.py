@@ -9,6 +9,7 @@ Rules are plain callables; the ones here model what S3 does under load:
 - `per_key_slow_down(fraction)`: answer that fraction of DeleteObjects requests
   with 200 and a SlowDown `<Error>` for every key, without forwarding: S3's
   per-key throttling, where nothing was deleted;
+- `deny_listing()`: 403 AccessDenied to every ListObjectsV2;
 - `require_content_md5()`: refuse DeleteObjects without a valid Content-MD5
   (Ceph RGW, older MinIO);
 - `delay_deletes(seconds)`: hold each DeleteObjects request before forwarding it;
@@ -124,6 +125,17 @@ def per_key_slow_down(fraction: float, seed: int = 2) -> Before:
             + b"</DeleteResult>"
         )
         return Response(200, {"Content-Type": "application/xml"}, body)
+
+    return rule
+
+
+def deny_listing() -> Before:
+    """403 AccessDenied for every ListObjectsV2, as S3 answers without s3:ListBucket."""
+
+    def rule(request: Request) -> Response | None:
+        if _is_list_v2(request):
+            return _error(403, "AccessDenied", "Access Denied")
+        return None
 
     return rule
 

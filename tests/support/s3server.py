@@ -192,11 +192,16 @@ def moto_process() -> Iterator[S3Endpoint]:
 
 @contextmanager
 def minio_container() -> Iterator[S3Endpoint]:
-    """MinIO in a container (testcontainers), published on loopback only."""
-    from testcontainers.minio import MinioContainer
+    """MinIO in a container (testcontainers), its port published on a random host port."""
+    from testcontainers.core.container import DockerContainer
 
-    container = MinioContainer(MINIO_IMAGE, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
-    container.with_bind_ports(9000, ("127.0.0.1", free_port()))
+    container = (
+        DockerContainer(MINIO_IMAGE)
+        .with_command("server /data")
+        .with_env("MINIO_ROOT_USER", ACCESS_KEY)
+        .with_env("MINIO_ROOT_PASSWORD", SECRET_KEY)
+        .with_exposed_ports(9000)
+    )
     with container:
         host = container.get_container_host_ip()
         port = container.get_exposed_port(9000)
