@@ -27,13 +27,22 @@ from cleanup.config import S3Settings
 from cleanup.errors import TargetError
 from cleanup.globs import Excluder
 from cleanup.targets.base import TargetContext
-from cleanup.targets.s3_client import RETRYABLE_CODES, describe, error_code, make_clients
+from cleanup.targets.s3_client import (
+    MAX_ATTEMPTS,
+    PROBE_ATTEMPTS,
+    RETRYABLE_CODES,
+    describe,
+    error_code,
+    make_client,
+)
+from cleanup.targets.s3_prefetch import Prefetch
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 BATCH_SIZE = 1000  # the DeleteObjects maximum
 IN_FLIGHT = 4  # batches being sent at once; the store, not this process, is the bottleneck
+PAGES_AHEAD = 2  # listing pages fetched ahead of the batching
 # Rounds for keys that a DeleteObjects answer reports as throttled, on top of botocore's
 # own retries of whole requests.
 KEY_RETRY_ROUNDS = 6
@@ -61,8 +70,9 @@ class S3Target:
 
     # -- listing ---------------------------------------------------------------------------
 
-    def _pages(self, probe: S3Client, client: S3Client) -> Iterator[dict[str, Any]]:
-        """Listing pages; the first through the probe client, so an unusable store fails fast."""
+    def _pages(self, probe: S3Client, work: Future[S3Client]) -> Iterator[dict[str, Any]]:
+        """Listing pages; the first through the probe client, so an unusable store fails fast,
+        the others through the work client (built meanwhile)."""
         bucket, prefix = self.settings.bucket, self.prefix
         api = probe
         if self.all_versions:
@@ -75,7 +85,7 @@ class S3Target:
                 markers = {"KeyMarker": versions["NextKeyMarker"]}
                 if versions.get("NextVersionIdMarker"):
                     markers["VersionIdMarker"] = versions["NextVersionIdMarker"]
-                api = client
+                api = work.result()
         else:
             token: dict[str, Any] = {}
             while True:
@@ -84,7 +94,7 @@ class S3Target:
                 if not page.get("IsTruncated"):
                     return
                 token = {"ContinuationToken": page["NextContinuationToken"]}
-                api = client
+                api = work.result()
 
     def _entries(self, page: dict[str, Any]) -> Iterator[tuple[str, str | None, int, datetime]]:
         if self.all_versions:
@@ -128,10 +138,22 @@ class S3Target:
                 f"bucket {self.settings.bucket!r}: empty prefix refused "
                 "(set allow_whole_bucket = true to sweep the whole bucket)"
             )
+        pool_size = IN_FLIGHT + 2
         try:
-            probe, client = make_clients(self.settings, pool=IN_FLIGHT + 2)
+            probe = make_client(self.settings, PROBE_ATTEMPTS, pool_size)
         except BotoCoreError as exc:
             raise TargetError(describe(exc, self.settings, "connect to")) from exc
+        work: Future[S3Client] = Future()
+        pages = Prefetch(lambda: self._pages(probe, work), PAGES_AHEAD, f"s3-list-{ctx.name}")
+        # The first page is on its way (through the probe client): build the work client
+        # meanwhile, off the critical path.
+        try:
+            client = make_client(self.settings, MAX_ATTEMPTS, pool_size)
+        except BotoCoreError as exc:
+            work.set_exception(exc)
+            pages.close()
+            raise TargetError(describe(exc, self.settings, "connect to")) from exc
+        work.set_result(client)
         slots = threading.BoundedSemaphore(IN_FLIGHT)
         failure: list[BaseException] = []
         with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix=f"s3-{ctx.name}") as pool:
@@ -157,9 +179,11 @@ class S3Target:
                 return granted == len(batch)
 
             try:
-                self._list_and_dispatch(ctx, probe, client, dispatch)
+                self._list_and_dispatch(ctx, pages, dispatch)
             except (ClientError, BotoCoreError) as exc:
                 raise TargetError(describe(exc, self.settings, "list")) from exc
+            finally:
+                pages.close()  # stops the listing thread: nothing is fetched after this
             # Leaving the `with` waits for the batches in flight: they finish, even on SIGTERM.
         if failure:
             first = failure[0]
@@ -170,12 +194,11 @@ class S3Target:
     def _list_and_dispatch(
         self,
         ctx: TargetContext,
-        probe: S3Client,
-        client: S3Client,
+        pages: Prefetch[dict[str, Any]],
         dispatch: Callable[[list[Item]], bool],
     ) -> None:
         batch: list[Item] = []
-        for item in self._eligible(ctx, self._pages(probe, client)):
+        for item in self._eligible(ctx, pages):
             batch.append(item)
             if len(batch) == BATCH_SIZE:
                 if not dispatch(batch):

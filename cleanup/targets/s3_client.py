@@ -1,7 +1,7 @@
 """The boto3 client of the S3 target and the translation of its errors into plain messages.
 
 Imported only by cleanup.targets.s3, which the target registry loads lazily, so
-a run without S3 targets never imports boto3.
+a run without S3 targets never imports the AWS SDK.
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
@@ -93,28 +92,28 @@ def _add_content_md5(request: Any, **_: Any) -> None:
         request.headers["Content-MD5"] = base64.b64encode(digest).decode("ascii")
 
 
-def make_clients(settings: S3Settings, pool: int) -> tuple[S3Client, S3Client]:
-    """A probe client (few retries) and a work client (many retries), both from the default
-    credential chain (env, web identity / IRSA, instance profile): no key is ever configured here.
+def make_client(settings: S3Settings, attempts: int, pool: int) -> S3Client:
+    """An S3 client whose credentials come from the SDK's default chain only (environment,
+    web identity / IRSA, instance profile): no key is ever configured here.
+
+    Built with botocore directly (the same chain and client boto3 would build), which
+    spares the run boto3's and s3transfer's import time.
     """
     core = botocore.session.get_session()
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
-    session = boto3.session.Session(botocore_session=core)
-    region = settings.region or session.region_name or DEFAULT_REGION
-    endpoint = settings.endpoint_url or None
-    clients = tuple(
-        session.client(
+    region = settings.region or core.get_config_variable("region") or DEFAULT_REGION
+    client = cast(
+        "S3Client",
+        core.create_client(
             "s3",
             region_name=region,
-            endpoint_url=endpoint,
+            endpoint_url=settings.endpoint_url or None,
             config=_config(attempts, settings.endpoint_url, pool),
-        )
-        for attempts in (PROBE_ATTEMPTS, MAX_ATTEMPTS)
+        ),
     )
-    if endpoint:
-        for client in clients:
-            client.meta.events.register("before-sign.s3.DeleteObjects", _add_content_md5)
-    return clients[0], clients[1]
+    if settings.endpoint_url:
+        client.meta.events.register("before-sign.s3.DeleteObjects", _add_content_md5)
+    return client
 
 
 def where(settings: S3Settings) -> str:

@@ -63,22 +63,24 @@ def test_sigterm_mid_run_finishes_batches_in_flight_counts_them_and_exits_143(
     assert len(bucket.object_keys("slow/")) == total - deleted
 
 
-def test_volumes_only_run_never_imports_boto3(tmp_path: Path) -> None:
-    """A run with only a volume target does not import boto3 (the S3 module loads lazily)."""
+def test_volumes_only_run_never_imports_the_aws_sdk(tmp_path: Path) -> None:
+    """A run with only a volume target imports neither boto3 nor botocore (the S3 module
+    loads lazily); importing the S3 target does load botocore."""
     volume = tmp_path / "vol"
     volume.mkdir()
+    probe = "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))\n"
     code = (
         "import sys\n"
         "from cleanup.cli import main\n"
-        f"main(['--max-age', '1d'], environ={{'CLEANUP_VOLUMES': {str(volume)!r}}})\n"
-        "print('BOTO3' if 'boto3' in sys.modules else 'NO-BOTO3')\n"
+        f"main(['--max-age', '1d'], environ={{'CLEANUP_VOLUMES': {str(volume)!r}}})\n" + probe
     )
-    control = "import sys, cleanup.targets.s3\nprint('BOTO3' if 'boto3' in sys.modules else 'NO')\n"
+    control = "import sys, cleanup.targets.s3\n" + probe
 
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = subprocess.run(
         [sys.executable, "-c", control], capture_output=True, text=True, check=True
     )
 
-    assert run.stdout.splitlines()[-1] == "NO-BOTO3", run.stdout
-    assert loaded.stdout.strip() == "BOTO3"
+    assert '"target_finished"' in run.stdout
+    assert run.stdout.splitlines()[-1] == "[]", run.stdout
+    assert loaded.stdout.strip() == "['botocore']"
