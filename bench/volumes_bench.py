@@ -15,6 +15,7 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,17 +42,25 @@ def build(root: Path, files: int, dirs: int) -> None:
 
 
 def run_measured(argv: list[str]) -> tuple[float, int, float]:
-    """Wall seconds and peak RSS (KiB) of one child, read with wait4 so each child is measured alone."""
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:  # child: the run summary is not part of what is measured
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-        os.execvp(argv[0], argv)
-    _, status, usage = os.wait4(pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{argv[0]} exited {os.waitstatus_to_exitcode(status)}")
-    return elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    """Wall seconds, peak RSS (KiB) and CPU seconds of one command, as GNU time reports them.
+
+    GNU time forks from a small process: a fork from this Python process would carry
+    its own high-water mark into the child's ru_maxrss and hide the real figure.
+    """
+    with tempfile.NamedTemporaryFile("r") as report:
+        start = time.perf_counter()
+        proc = subprocess.run(
+            ["/usr/bin/time", "-o", report.name, "-f", "%M %U %S", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{argv[0]} exited {proc.returncode}: {proc.stderr}")
+        peak, user, system = report.read().split()[-3:]
+    return elapsed, int(peak), float(user) + float(system)
 
 
 def count_files(root: Path) -> int:

@@ -1,0 +1,132 @@
+"""Fixtures of the S3 tests: one real S3 server per session, a fresh bucket per test.
+
+Boto3 reads credentials from the process environment (the default chain), so the
+server's throwaway credentials are put there for the session; the CLI's own
+settings still come from the explicit mapping given to run_cli.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.s3server import S3Endpoint, s3_server, seed
+
+MAX_AGE = timedelta(days=1)
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Endpoint]:
+    with s3_server() as endpoint, pytest.MonkeyPatch.context() as patch:
+        for name in (
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        ):
+            patch.delenv(name, raising=False)
+        for name, value in endpoint.credentials_env().items():
+            patch.setenv(name, value)
+        yield endpoint
+
+
+@dataclass
+class Bucket:
+    name: str
+    client: Any
+    endpoint: S3Endpoint
+
+    def put(self, keys: list[str], body: bytes = b"x") -> None:
+        seed(self.endpoint, self.name, keys, body=body)
+
+    def object_keys(self, prefix: str = "") -> set[str]:
+        found: set[str] = set()
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.name, Prefix=prefix
+        ):
+            found.update(obj["Key"] for obj in page.get("Contents", []))
+        return found
+
+    def versions(self, prefix: str = "") -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        """(versions, delete markers) under `prefix`, as (key, version id) pairs."""
+        versions: set[tuple[str, str]] = set()
+        markers: set[tuple[str, str]] = set()
+        for page in self.client.get_paginator("list_object_versions").paginate(
+            Bucket=self.name, Prefix=prefix
+        ):
+            versions.update((v["Key"], v["VersionId"]) for v in page.get("Versions", []))
+            markers.update((m["Key"], m["VersionId"]) for m in page.get("DeleteMarkers", []))
+        return versions, markers
+
+    def enable_versioning(self) -> None:
+        self.client.put_bucket_versioning(
+            Bucket=self.name, VersioningConfiguration={"Status": "Enabled"}
+        )
+
+
+def split_time() -> datetime:
+    """Wait for the next whole second of the shared clock and return it.
+
+    Objects written before the call have LastModified < the returned instant
+    (S3 and moto truncate it to the second at most); objects written after have
+    LastModified >= it. A run whose clock reads `split + MAX_AGE` therefore has its
+    cutoff exactly at the split: what came before is strictly older, what came after is not.
+    """
+    boundary = math.floor(time.time()) + 1
+    time.sleep(max(0.0, boundary - time.time()) + 0.01)
+    return datetime.fromtimestamp(boundary, UTC)
+
+
+def run_at(split: datetime) -> datetime:
+    """The run clock that puts the cutoff (clock - MAX_AGE) exactly at `split`."""
+    return split + MAX_AGE
+
+
+@pytest.fixture
+def bucket(s3: S3Endpoint) -> Bucket:
+    client = s3.client()
+    name = f"t-{uuid.uuid4().hex[:20]}"
+    client.create_bucket(Bucket=name)
+    return Bucket(name, client, s3)
+
+
+@pytest.fixture
+def locked_bucket(s3: S3Endpoint) -> Bucket:
+    """A bucket with S3 Object Lock (hence versioned), where legal holds block deletion."""
+    client = s3.client()
+    name = f"l-{uuid.uuid4().hex[:20]}"
+    client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    return Bucket(name, client, s3)
+
+
+def write_config(path: Path, targets: list[tuple[str, dict[str, Any]]], **top: Any) -> Path:
+    """A TOML config file; values are written as JSON, which TOML reads the same for these types."""
+    lines = [f"{key} = {json.dumps(value)}" for key, value in top.items()]
+    for kind, table in targets:
+        lines.append(f"[[{kind}]]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def s3_target(
+    endpoint_url: str, bucket: str, prefix: str, **extra: Any
+) -> tuple[str, dict[str, Any]]:
+    table = {
+        "name": "outputs",
+        "bucket": bucket,
+        "prefix": prefix,
+        "max_age": "1d",
+        "endpoint_url": endpoint_url,
+        **extra,
+    }
+    return ("s3", table)
