@@ -3,7 +3,8 @@
 One session fixture runs the real CLI several times (volumes on tmp trees: ok,
 partial through an immutable file, failed through `require_mount`, capped, a dry
 run, a configuration error, a run stopped by SIGTERM; a PostgreSQL table on a
-throwaway server) and collects every JSON line it printed. The dashboards, pipeline and alerts are then checked against
+throwaway server; an S3 prefix on the local S3 server) and collects every JSON
+line it printed. The dashboards, pipeline and alerts are then checked against
 these lines, never against a list of names typed into a test.
 """
 
@@ -18,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +185,42 @@ def _postgres_runs(base: Path, emitted: Emitted) -> None:
         _run_stores(config, {"CLEANUP_DATABASE_URL": dsn}, emitted)
 
 
+def _s3_runs(base: Path, emitted: Emitted) -> None:
+    """Old (backdated) and fresh objects under a prefix on local moto: a dry run, then a real run."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    from tests.support.s3server import moto_thread
+
+    with moto_thread() as endpoint, pytest.MonkeyPatch.context() as patch:
+        # boto3 reads credentials from the process environment, not from run_cli's mapping.
+        for name in (
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        ):
+            patch.delenv(name, raising=False)
+        for name, value in endpoint.credentials_env().items():
+            patch.setenv(name, value)
+        client = endpoint.client()
+        client.create_bucket(Bucket="media")
+        old = [f"output/old-{i}.png" for i in range(4)]
+        for key in [*old, "output/fresh.png", "archive/old.png"]:
+            client.put_object(Bucket="media", Key=key, Body=b"p" * 1000)
+        # S3 sets LastModified itself; moto runs in this process, so backdate in its store.
+        backdated = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=30)  # moto: naive UTC
+        store = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
+        for key in [*old, "archive/old.png"]:
+            store.get_object("media", key).last_modified = backdated
+        config = _config(
+            base / "s3.toml",
+            f'[[s3]]\nname = "outputs"\nbucket = "media"\nprefix = "output/"\nmax_age = "7d"\n'
+            f'endpoint_url = "{endpoint.url}"\n',
+        )
+        _run_stores(config, {}, emitted)
+
+
 @pytest.fixture(scope="session")
 def emitted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emitted]:
     base = tmp_path_factory.mktemp("ops-runs")
@@ -191,6 +229,7 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emitted]:
         _volumes_runs(base, result)
         _interrupted_run(base, result)
         _postgres_runs(base, result)
+        _s3_runs(base, result)
         yield result
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -293,14 +293,14 @@ def test_runs_emit_every_status_kind_and_event(emitted: Emitted) -> None:
         "config_error",
     } <= events
     assert {0, 1, 2, 143} <= set(emitted.exit_codes)
-    assert emitted.values("kind") == {"volumes", "postgres"}
+    assert emitted.values("kind") == {"volumes", "s3", "postgres"}
     assert emitted.values("dry_run", "target_finished") == {True, False}
     deleting = {
         line["kind"]
         for line in emitted.lines
         if line["event"] == "target_finished" and line["deleted"] > 0
     }
-    assert deleting == {"volumes", "postgres"}
+    assert deleting == {"volumes", "s3", "postgres"}
 
 
 def test_grafana_dashboard_queries_match_emitted_fields_and_values(emitted: Emitted) -> None:
