@@ -194,12 +194,7 @@ def _s3_runs(base: Path, emitted: Emitted) -> None:
 
     with moto_thread() as endpoint, pytest.MonkeyPatch.context() as patch:
         # boto3 reads credentials from the process environment, not from run_cli's mapping.
-        for name in (
-            "AWS_PROFILE",
-            "AWS_SESSION_TOKEN",
-            "AWS_ROLE_ARN",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-        ):
+        for name in endpoint.AMBIENT:
             patch.delenv(name, raising=False)
         for name, value in endpoint.credentials_env().items():
             patch.setenv(name, value)

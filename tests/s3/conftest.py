@@ -27,12 +27,7 @@ MAX_AGE = timedelta(days=1)
 @pytest.fixture(scope="session")
 def s3() -> Iterator[S3Endpoint]:
     with s3_server() as endpoint, pytest.MonkeyPatch.context() as patch:
-        for name in (
-            "AWS_PROFILE",
-            "AWS_SESSION_TOKEN",
-            "AWS_ROLE_ARN",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-        ):
+        for name in endpoint.AMBIENT:
             patch.delenv(name, raising=False)
         for name, value in endpoint.credentials_env().items():
             patch.setenv(name, value)

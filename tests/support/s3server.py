@@ -31,6 +31,9 @@ class S3Endpoint:
     kind: str  # "moto" or "minio"
     pid: int | None = None  # the server's process, when it has its own
 
+    # Ambient settings that would send the default chain elsewhere than credentials_env().
+    AMBIENT = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
+
     def credentials_env(self) -> dict[str, str]:
         """What boto3's default chain (and rclone / s5cmd) read to reach this server."""
         return {
