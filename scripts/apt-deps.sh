@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Installs the Debian packages listed in scripts/apt-packages.txt that are missing.
+# Installs missing Debian packages: those named as arguments, or else every package
+# listed in scripts/apt-packages.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ $# -gt 0 ]; then
+  wanted=("$@")
+else
+  wanted=()
+  while read -r pkg _; do
+    case "$pkg" in ''|'#'*) continue ;; esac
+    wanted+=("$pkg")
+  done < scripts/apt-packages.txt
+fi
 missing=()
-while read -r pkg _; do
-  case "$pkg" in ''|'#'*) continue ;; esac
+for pkg in "${wanted[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done < scripts/apt-packages.txt
+done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing Debian packages (run as root to install): ${missing[*]}" >&2

@@ -5,15 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${CLEANUP_DATABASE_URL:-}" ] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
-  pkg=$(grep -m1 '^postgresql' scripts/apt-packages.txt)
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "the demo needs PostgreSQL's server binaries: apt-get install $pkg (or set CLEANUP_DATABASE_URL)" >&2
-    exit 1
-  fi
-  echo "installing $pkg for the throwaway demo database"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
+  # Only the server binaries for the throwaway database, not the whole test toolchain.
+  bash scripts/apt-deps.sh "$(grep -m1 '^postgresql' scripts/apt-packages.txt)"
 fi
 bash scripts/bootstrap.sh
 exec .venv/bin/python scripts/demo.py "$@"
