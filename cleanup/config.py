@@ -247,8 +247,9 @@ def _choice(
 ) -> str | None:
     if value is None:
         return None
-    normalized = value.strip().upper() if choices is LOG_LEVELS else value.strip().lower()
-    if normalized not in choices:
+    # Case-insensitive, answered in the canonical spelling (INFO, json).
+    normalized = next((c for c in choices if c.lower() == value.strip().lower()), None)
+    if normalized is None:
         problems.add(f"{where} = {value!r}: expected one of {', '.join(choices)}")
         return None
     return normalized

@@ -10,7 +10,6 @@ is kept, so memory does not grow with the size of the tree.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -238,7 +237,7 @@ class VolumeTarget:
                 return
             ctx.counters.deleted += 1
         ctx.counters.matched += 1
-        if ctx.logger.isEnabledFor(logging.DEBUG):
+        if ctx.debug:
             ctx.item_done(path=self._path(parent, frame.name) + "/", size=0)
 
 

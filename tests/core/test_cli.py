@@ -82,7 +82,7 @@ def test_main_config_error_exits_2_and_deletes_nothing(
 
 
 def test_main_config_error_printed_whatever_the_log_level(tmp_path: Path) -> None:
-    """Configuration errors are printed even with --log-level ERROR... and with WARNING."""
+    """Configuration errors are printed even when --log-level ERROR would hide INFO lines."""
     missing = str(tmp_path / "nope.toml")
     result = run_cli(["--config", missing, "--log-level", "ERROR"])
     assert result.exit_code == 2
