@@ -45,6 +45,7 @@ _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 REDACTED = "<redacted>"
+MAX_VOLUME_WORKERS = 32
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class VolumeSettings:
     exclude: tuple[str, ...] = ()
     one_file_system: bool = True
     require_mount: bool = False
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -343,6 +345,7 @@ def _volume(table: _Table, global_age: int | None, problems: _Problems) -> Volum
         exclude=table.str_list("exclude", ()),
         one_file_system=table.bool_("one_file_system", True),
         require_mount=table.bool_("require_mount", False),
+        workers=table.int_("workers", 1, 1, MAX_VOLUME_WORKERS),
     )
 
 
@@ -630,6 +633,7 @@ def target_summary(target: TargetSettings) -> dict[str, Any]:
             "exclude": list(target.exclude),
             "one_file_system": target.one_file_system,
             "require_mount": target.require_mount,
+            "workers": target.workers,
         }
     elif isinstance(target, S3Settings):
         out |= {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -35,12 +35,25 @@ def to_ns(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
-class _Listing(Iterator[os.DirEntry[str]], Protocol):
+class Entry(Protocol):
+    """What the sweep reads of a directory entry: `os.DirEntry`, or one a worker was sent."""
+
+    @property
+    def name(self) -> str: ...
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool: ...
+
+    def is_symlink(self) -> bool: ...
+
+    def is_file(self, *, follow_symlinks: bool = True) -> bool: ...
+
+
+class _Listing(Iterator[Entry], Protocol):
     def close(self) -> None: ...
 
 
 @dataclass
-class _Dir:
+class DirFrame:
     """One directory being swept: its fd and listing, and what it still holds."""
 
     fd: int
@@ -52,7 +65,7 @@ class _Dir:
     kept: int = 0  # entries that stay (fresh, excluded, failed, not ours to delete)
 
 
-class _Capped(Exception):
+class Capped(Exception):
     """The deletion budget is spent: stop the sweep."""
 
 
@@ -79,32 +92,55 @@ class VolumeTarget:
         except OSError as exc:
             os.close(root_fd)
             raise TargetError(f"volume root cannot be listed: {exc.strerror}") from exc
-        stack = [_Dir(root_fd, listing, "", "", root_st.st_ino, root_st.st_mtime_ns)]
+        root = DirFrame(root_fd, listing, "", "", root_st.st_ino, root_st.st_mtime_ns)
+        # A capped run stays in one process: with several, which items the cap lets
+        # through would depend on timing, and a dry run could not name them.
+        if self.settings.workers > 1 and not ctx.budget.limit:
+            # Imported here: a single-process sweep needs none of the pool's machinery.
+            from cleanup.targets.volumes_pool import sweep_in_workers
+
+            sweep_in_workers(self, ctx, root, root_st.st_dev)
+        else:
+            self.sweep_from(ctx, root, root_st.st_dev, ctx.stop.is_set)
+
+    def sweep_from(
+        self, ctx: TargetContext, root: DirFrame, root_dev: int, stopping: Callable[[], bool]
+    ) -> None:
+        """Sweep `root` and below; every directory is closed after, `root` included."""
+        stack = [root]
         try:
-            self._sweep(ctx, stack, root_st.st_dev)
-        except _Capped:
+            self.sweep(ctx, stack, root_dev, stopping)
+        except Capped:
             pass
         finally:
             for frame in stack:
                 frame.listing.close()
                 os.close(frame.fd)
 
-    def _path(self, frame: _Dir, name: str) -> str:
+    def _path(self, frame: DirFrame, name: str) -> str:
         return display_path(os.path.join(self.settings.path, frame.rel + name))
 
-    def _fail(self, ctx: TargetContext, frame: _Dir, name: str, exc: OSError) -> None:
+    def _fail(self, ctx: TargetContext, frame: DirFrame, name: str, exc: OSError) -> None:
         ctx.counters.failed += 1
         frame.kept += 1
         ctx.item_failed(error=exc.strerror or str(exc), path=self._path(frame, name))
 
-    def _sweep(self, ctx: TargetContext, stack: list[_Dir], root_dev: int) -> None:
-        """Depth-first over `stack`; each directory's listing resumes where it stopped."""
+    def sweep(
+        self,
+        ctx: TargetContext,
+        stack: list[DirFrame],
+        root_dev: int,
+        stopping: Callable[[], bool],
+    ) -> None:
+        """Depth-first over `stack`; each directory's listing resumes where it stopped.
+
+        `stopping` is asked before each entry; the run stops when it says so.
+        """
         # Hot loop over every entry: locals instead of attribute look-ups keep it near find's speed.
         counters = ctx.counters
         cutoff_ns = to_ns(ctx.cutoff)
         dry_run = ctx.dry_run
         debug = ctx.debug
-        stopping = ctx.stop.is_set
         budget = ctx.budget
         capped = budget.limit > 0
         excluder = self.excluder if self.excluder else None
@@ -152,7 +188,7 @@ class VolumeTarget:
                     frame.kept += 1
                     continue
                 if capped and not budget.take(1):
-                    raise _Capped
+                    raise Capped
                 if not dry_run:
                     try:
                         unlink(name, dir_fd=fd)
@@ -180,8 +216,8 @@ class VolumeTarget:
     def _enter_dir(
         self,
         ctx: TargetContext,
-        stack: list[_Dir],
-        parent: _Dir,
+        stack: list[DirFrame],
+        parent: DirFrame,
         name: str,
         root_dev: int,
     ) -> bool:
@@ -209,16 +245,20 @@ class VolumeTarget:
             return False
         if self.settings.remove_empty_dirs:
             ctx.counters.scanned += 1
-        stack.append(_Dir(fd, listing, parent.rel + name + "/", name, st.st_ino, st.st_mtime_ns))
+        stack.append(
+            DirFrame(fd, listing, parent.rel + name + "/", name, st.st_ino, st.st_mtime_ns)
+        )
         return True
 
-    def _leave_dir(self, ctx: TargetContext, frame: _Dir, parent: _Dir, cutoff_ns: int) -> None:
+    def _leave_dir(
+        self, ctx: TargetContext, frame: DirFrame, parent: DirFrame, cutoff_ns: int
+    ) -> None:
         """After a directory's sweep: remove it if it is now empty and was old when entered."""
         if not self.settings.remove_empty_dirs or frame.kept or frame.mtime_ns >= cutoff_ns:
             parent.kept += 1
             return
         if not ctx.budget.take(1):
-            raise _Capped
+            raise Capped
         if not ctx.dry_run:
             try:
                 now = os.lstat(frame.name, dir_fd=parent.fd)

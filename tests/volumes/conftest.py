@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import Result, run_cli
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -28,13 +30,26 @@ def make(root: Path, rel: str, days: float, content: str = "x") -> Path:
     return path
 
 
+_workers = [1]
+
+
+@pytest.fixture(autouse=True, params=[1, 2], ids=["1-worker", "2-workers"])
+def workers(request: pytest.FixtureRequest) -> int:
+    """Every volume test runs with the single-process sweep and with two worker processes."""
+    _workers[0] = request.param
+    return _workers[0]
+
+
 def config(tmp_path: Path, root: Path, **keys: object) -> str:
     """Write a config with one volume target named `v`, max_age 7d by default."""
     lines = ["[[volumes]]", 'name = "v"', f'path = "{root}"']
     keys.setdefault("max_age", "7d")
+    keys.setdefault("workers", _workers[0])
     for key, value in keys.items():
         if isinstance(value, bool):
             lines.append(f"{key} = {str(value).lower()}")
+        elif isinstance(value, int):
+            lines.append(f"{key} = {value}")
         elif isinstance(value, list):
             lines.append(f"{key} = {value!r}".replace("'", '"'))
         else:

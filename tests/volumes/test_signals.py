@@ -41,14 +41,14 @@ def count_files(root: Path) -> int:
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_mid_sweep_stops_quickly_with_summary(
-    big_tree: Path, tmp_path: Path, sig: signal.Signals, code: int
+    big_tree: Path, tmp_path: Path, sig: signal.Signals, code: int, workers: int
 ) -> None:
     """A signal mid-sweep stops within 5 s, logs run_finished `interrupted`, exits 130/143."""
     before = count_files(big_tree)
     assert before > 1000, "the previous case must leave enough files to interrupt"
     cfg = tmp_path / "c.toml"
     cfg.write_text(
-        f'max_age = "1s"\n[[volumes]]\nname = "big"\npath = "{big_tree}"\n'
+        f'max_age = "1s"\n[[volumes]]\nname = "big"\npath = "{big_tree}"\nworkers = {workers}\n'
         f'[[volumes]]\nname = "after"\npath = "{tmp_path}"\n'
     )
     # DEBUG prints a line per item, which keeps the sweep busy long enough to be interrupted.
@@ -81,3 +81,5 @@ def test_signal_mid_sweep_stops_quickly_with_summary(
     left = count_files(big_tree)
     assert 0 < left < before
     assert before - left == summary["deleted"]
+    time.sleep(0.5)
+    assert count_files(big_tree) == left, "a worker process went on deleting after the run ended"

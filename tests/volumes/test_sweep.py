@@ -312,7 +312,7 @@ def test_sweep_directory_swapped_for_symlink_is_not_followed(
         self: volumes.VolumeTarget,
         ctx: object,
         stack: object,
-        parent: volumes._Dir,
+        parent: volumes.DirFrame,
         name: str,
         *args: object,
     ) -> None:
