@@ -1,12 +1,17 @@
 """Volume benchmark: this tool vs GNU `find -mtime +N -delete` on identical trees, in one run.
 
-Each round rebuilds two identical trees (outside the timed part), then times
-`cleanup` (a cold process, as a CronJob runs it) and `find` on them, in
-alternating order. Prints the median wall time of each, the ratio and each
-command's peak RSS; then sweeps a larger tree once to show memory stays flat.
+Each round rebuilds one identical tree per command (outside the timed part),
+then times `find` and `cleanup` with each `--workers` count (a cold process,
+as a CronJob runs it), in an order that rotates from round to round. Prints
+the median wall time of each, its ratio to find and each command's peak RSS;
+then sweeps a larger tree once to show memory stays flat.
+
+`--cold` drops the kernel's caches before each timed command (root only), so
+directories and inodes are read from the disk: the I/O-bound case. Without it
+the trees are in the page cache and the sweep is CPU-bound.
 
     .venv/bin/python bench/volumes_bench.py [--files 200000] [--dirs 2000] [--rounds 5]
-        [--big-files 1000000]
+        [--workers 1,2] [--cold] [--big-files 1000000]
 """
 
 from __future__ import annotations
@@ -63,6 +68,18 @@ def run_measured(argv: list[str]) -> tuple[float, int, float]:
     return elapsed, int(peak), float(user) + float(system)
 
 
+def drop_caches() -> None:
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def write_config(path: Path, root: Path, workers: int) -> None:
+    path.write_text(
+        f'[[volumes]]\nname = "bench"\npath = "{root}"\nmax_age = "{MAX_AGE_DAYS}d"\n'
+        f"workers = {workers}\n"
+    )
+
+
 def count_files(root: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(root))
 
@@ -76,31 +93,26 @@ def main() -> int:
     parser.add_argument(
         "--workdir", default=None, help="where trees are built (default: a temp dir)"
     )
+    parser.add_argument("--workers", default="1,2", help="comma list of worker counts to time")
+    parser.add_argument("--cold", action="store_true", help="drop caches before each command")
     args = parser.parse_args()
 
-    cleanup = [
-        sys.executable,
-        "-m",
-        "cleanup",
-        "--max-age",
-        f"{MAX_AGE_DAYS}d",
-        "--log-level",
-        "WARNING",
-    ]
+    cleanup = [sys.executable, "-m", "cleanup", "--log-level", "WARNING", "--config"]
+    variants = [f"cleanup-w{n}" for n in (int(w) for w in args.workers.split(","))]
+    names = ["find", *variants]
     work = Path(tempfile.mkdtemp(prefix="cleanup-bench-", dir=args.workdir))
+    cache = "cold caches (I/O-bound)" if args.cold else "warm caches (CPU-bound)"
     print(
-        f"tree: {args.files} files in {args.dirs} dirs, half older than {MAX_AGE_DAYS}d; {args.rounds} rounds"
+        f"tree: {args.files} files in {args.dirs} dirs, half older than {MAX_AGE_DAYS}d; "
+        f"{args.rounds} rounds; {cache}"
     )
-    times: dict[str, list[float]] = {"cleanup": [], "find": []}
-    rss: dict[str, int] = {"cleanup": 0, "find": 0}
-    cpu: dict[str, list[float]] = {"cleanup": [], "find": []}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    rss = dict.fromkeys(names, 0)
     try:
         for round_no in range(args.rounds):
-            trees = {name: work / f"{name}-{round_no}" for name in times}
-            for tree in trees.values():
-                build(tree, args.files, args.dirs)
+            trees = {name: work / f"{name}-{round_no}" for name in names}
             commands = {
-                "cleanup": [*cleanup],
                 "find": [
                     "find",
                     str(trees["find"]),
@@ -109,46 +121,50 @@ def main() -> int:
                     "-mtime",
                     f"+{MAX_AGE_DAYS - 1}",
                     "-delete",
-                ],
+                ]
             }
-            order = list(times) if round_no % 2 == 0 else list(reversed(times))
-            for name in order:
-                env_root = str(trees["cleanup"])
-                if name == "cleanup":
-                    os.environ["CLEANUP_VOLUMES"] = env_root
+            for name in variants:
+                config = work / f"{name}.toml"
+                write_config(config, trees[name], int(name.removeprefix("cleanup-w")))
+                commands[name] = [*cleanup, str(config)]
+            for tree in trees.values():
+                build(tree, args.files, args.dirs)
+            shift = round_no % len(names)
+            for name in names[shift:] + names[:shift]:
+                if args.cold:
+                    drop_caches()
                 elapsed, peak, used = run_measured(commands[name])
                 times[name].append(elapsed)
                 cpu[name].append(used)
                 rss[name] = max(rss[name], peak)
             left = {name: count_files(tree) for name, tree in trees.items()}
-            if left["cleanup"] != left["find"] or left["find"] != args.files // 2:
+            if set(left.values()) != {args.files // 2}:
                 raise SystemExit(f"trees differ after the round: {left}")
             for tree in trees.values():
                 shutil.rmtree(tree)
             print(
-                f"  round {round_no + 1}: cleanup {times['cleanup'][-1]:.3f}s, find {times['find'][-1]:.3f}s"
+                f"  round {round_no + 1}: "
+                + ", ".join(f"{name} {times[name][-1]:.3f}s" for name in names)
             )
         med = {name: statistics.median(values) for name, values in times.items()}
-        print(
-            f"median wall: cleanup {med['cleanup']:.3f}s, find {med['find']:.3f}s, "
-            f"ratio cleanup/find = {med['cleanup'] / med['find']:.2f}x"
-        )
-        print(
-            f"median CPU (user+sys): cleanup {statistics.median(cpu['cleanup']):.3f}s, "
-            f"find {statistics.median(cpu['find']):.3f}s"
-        )
-        print(
-            f"peak RSS: cleanup {rss['cleanup'] / 1024:.1f} MiB, find {rss['find'] / 1024:.1f} MiB"
-        )
-        if args.big_files:
+        for name in names:
+            print(
+                f"{name:>12}: median wall {med[name]:.3f}s "
+                f"({med[name] / med['find']:.2f}x find), "
+                f"median CPU {statistics.median(cpu[name]):.3f}s, "
+                f"peak RSS {rss[name] / 1024:.1f} MiB"
+            )
+        for name in variants if args.big_files else []:
             big = work / "big"
             build(big, args.big_files, args.big_files // 100)
-            os.environ["CLEANUP_VOLUMES"] = str(big)
-            elapsed, peak, _used = run_measured([*cleanup])
+            config = work / "big.toml"
+            write_config(config, big, int(name.removeprefix("cleanup-w")))
+            elapsed, peak, _used = run_measured([*cleanup, str(config)])
             print(
-                f"{args.big_files} files: cleanup {elapsed:.2f}s, peak RSS {peak / 1024:.1f} MiB "
-                f"({peak / rss['cleanup']:.2f}x the {args.files}-file figure)"
+                f"{args.big_files} files, {name}: {elapsed:.2f}s, peak RSS {peak / 1024:.1f} MiB "
+                f"({peak / rss[name]:.2f}x the {args.files}-file figure)"
             )
+            shutil.rmtree(big)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

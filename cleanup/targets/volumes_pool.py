@@ -47,7 +47,7 @@ _DIR, _LINK, _FILE, _OTHER = b"dlfo"
 _BATCH_ENTRIES = 256
 _BATCH_BYTES = 32 * 1024
 _MESSAGE_BYTES = 128 * 1024  # the largest message either way; a batch stays far below it
-_REPORT_EVERY = 1024  # entries between a worker's counter snapshots
+_REPORT_EVERY = 256  # entries between a worker's counter snapshots
 _POLL_S = 0.1  # how often the coordinator looks at the stop flag while it waits
 
 

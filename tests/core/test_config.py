@@ -59,7 +59,7 @@ table = "jobs"
     volume, s3, pg = settings.targets
     assert volume == VolumeSettings(name="temp", path=vol, max_age=604800)
     assert (volume.remove_empty_dirs, volume.exclude, volume.one_file_system) == (False, (), True)
-    assert volume.require_mount is False
+    assert (volume.require_mount, volume.workers) == (False, 1)
     assert s3 == S3Settings(name="outputs", bucket="media", prefix="output/", max_age=604800)
     assert (s3.endpoint_url, s3.region, s3.versions, s3.allow_whole_bucket) == (
         "",
@@ -160,6 +160,15 @@ name = "a"
 path = "relative/dir"
 max_age = "3x"
 remove_empty_dirs = "yes"
+workers = 0
+[[volumes]]
+name = "c"
+path = "/tmp"
+workers = "2"
+[[volumes]]
+name = "d"
+path = "/tmp"
+workers = 33
 [[s3]]
 name = "s"
 bucket = "b"
@@ -181,6 +190,9 @@ batch_size = 0
         "must be an absolute path",
         "max_age = '3x'",
         "remove_empty_dirs = 'yes'",
+        "workers = 0",
+        "workers = '2'",
+        "workers = 33",
         "prefix = ''",
         "versions = 'some'",
         "batch_size = 0",

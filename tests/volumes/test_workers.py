@@ -1,0 +1,141 @@
+"""The volume sweep shared out over worker processes (`workers` > 1)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.volumes.conftest import listing, make, sweep
+
+
+@pytest.fixture
+def workers() -> int:
+    """These tests are about the worker processes themselves: not run once per worker count."""
+    return 2
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    path = tmp_path / "root"
+    path.mkdir()
+    return path
+
+
+def record_unlinks(monkeypatch: pytest.MonkeyPatch, log: Path, delay: float = 0.0) -> None:
+    """Make every unlink, in this process or a forked worker, append the caller's pid to `log`."""
+    real_unlink = os.unlink
+
+    def unlink(name: str, *, dir_fd: int | None = None) -> None:
+        with open(log, "a") as out:
+            out.write(f"{os.getpid()}\n")
+        time.sleep(delay)
+        real_unlink(name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+
+
+def test_workers_share_the_tree_between_processes(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With workers = 2, two processes other than the coordinator do the deleting."""
+    for i in range(120):
+        make(root, f"d{i % 30}/f{i}", 30)
+    make(root, "top-level-old", 30)
+    make(root, "d0/fresh", 1)
+    log = tmp_path / "unlinks"
+    record_unlinks(monkeypatch, log, delay=0.002)
+    result = sweep(tmp_path, root, workers=2)
+    pids = set(log.read_text().split())
+    assert len(pids) == 2 and str(os.getpid()) not in pids
+    assert listing(root) == {f"d{i}/" for i in range(30)} | {"d0/fresh"}
+    target = result.target("v")
+    assert (target["status"], target["deleted"], target["scanned"]) == ("ok", 121, 122)
+
+
+def test_workers_capped_run_stays_in_one_process(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cap makes the target sweep in the coordinator alone, so a dry run names the same items."""
+    for i in range(40):
+        make(root, f"d{i % 8}/f{i}", 30)
+    log = tmp_path / "unlinks"
+    record_unlinks(monkeypatch, log)
+    dry = sweep(
+        tmp_path, root, "--dry-run", "--max-deletions", "7", "--log-level", "DEBUG", workers=2
+    )
+    real = sweep(tmp_path, root, "--max-deletions", "7", "--log-level", "DEBUG", workers=2)
+    assert set(log.read_text().split()) == {str(os.getpid())}
+    assert [line["path"] for line in dry.events("item_would_delete")] == [
+        line["path"] for line in real.events("item_deleted")
+    ]
+    assert real.target("v")["status"] == "capped" and real.target("v")["deleted"] == 7
+
+
+def test_workers_error_in_a_worker_fails_the_target(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error inside a worker fails the target with that error, and exits 1."""
+    for i in range(20):
+        make(root, f"d{i % 5}/f{i}", 30)
+    make(root, "d3/bad", 30)
+    real_unlink = os.unlink
+
+    def unlink(name: str, *, dir_fd: int | None = None) -> None:
+        if name == "bad":
+            raise RuntimeError("boom")
+        real_unlink(name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    result = sweep(tmp_path, root, workers=2)
+    target = result.target("v")
+    assert target["status"] == "failed" and target["level"] == "ERROR"
+    assert target["error"] == "a volume worker failed: RuntimeError: boom"
+    assert (root / "d3" / "bad").exists()
+    assert result.exit_code == 1 and result.summary["status"] == "failed"
+
+
+def test_workers_killed_worker_fails_the_target(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed outright (the OOM killer, say) fails the target instead of hanging it."""
+    for i in range(20):
+        make(root, f"d{i % 5}/f{i}", 30)
+    make(root, "d2/poison", 30)
+    real_unlink = os.unlink
+    coordinator = os.getpid()
+
+    def unlink(name: str, *, dir_fd: int | None = None) -> None:
+        if name == "poison" and os.getpid() != coordinator:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_unlink(name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    result = sweep(tmp_path, root, workers=2)
+    target = result.target("v")
+    assert target["status"] == "failed"
+    assert target["error"] == "1 volume worker process(es) ended abnormally"
+    assert result.exit_code == 1
+
+
+def test_workers_progress_events_carry_live_counters(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Progress events during a worker sweep show the workers' counters as they grow."""
+    for i in range(3000):
+        make(root, f"d{i % 30}/f{i}", 30)
+    real_lstat = os.lstat
+
+    def slow_lstat(name: str, *, dir_fd: int | None = None) -> os.stat_result:
+        time.sleep(0.001)  # about three seconds of work for two workers
+        return real_lstat(name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "lstat", slow_lstat)
+    result = sweep(tmp_path, root, env={"CLEANUP_PROGRESS_INTERVAL": "1s"}, workers=2)
+    progress = result.events("progress")
+    assert progress, result.stdout
+    assert all(0 < line["deleted"] < 3000 for line in progress)
+    assert result.target("v")["deleted"] == 3000
