@@ -49,6 +49,8 @@ _BATCH_BYTES = 32 * 1024
 _MESSAGE_BYTES = 128 * 1024  # the largest message either way; a batch stays far below it
 _REPORT_EVERY = 256  # entries between a worker's counter snapshots
 _POLL_S = 0.1  # how often the coordinator looks at the stop flag while it waits
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_DRAIN_AT_ONCE = 512  # messages handled before the coordinator looks at its other duties
 
 
 class _Sent:
@@ -134,10 +136,13 @@ def _work(
     """A worker's whole life after fork: sweep what it is handed, report, return its exit code."""
     # A fresh flag: the inherited one's lock could have been held by another thread at fork.
     stop = threading.Event()
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, lambda _sig, _frame: stop.set())
+    # Blocked since before the fork (see _fork): a stop signal that came in between is
+    # delivered now, to the handler above, instead of killing a worker mid-sweep.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     if ctx.stop.is_set():
         stop.set()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda _sig, _frame: stop.set())
     worker = _WorkerContext(
         name=ctx.name,
         kind=ctx.kind,
@@ -179,9 +184,14 @@ def _fork() -> int:
     # The child takes no lock another thread may hold at fork: it never logs (its
     # events go over a socket) and uses a stop flag of its own. So forking beside
     # the progress thread is safe, and Python 3.12's warning about it does not apply.
+    # Stop signals stay blocked until the child has its own handlers (see _work).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return os.fork()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        pid = os.fork()
+    if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    return pid
 
 
 class _Coordinator:
@@ -245,9 +255,13 @@ class _Coordinator:
             batches.close()
 
     def _drain(self, results: socket.socket) -> bool:
-        """Handle every message waiting; False once all workers have closed their end."""
+        """Handle the messages waiting; False once all workers have closed their end.
+
+        At most `_DRAIN_AT_ONCE` at a time: workers logging every item can keep the socket
+        full, and the stop flag and the feed must still get their turn.
+        """
         view = memoryview(self.buffer)
-        while True:
+        for _ in range(_DRAIN_AT_ONCE):
             try:
                 size, _flags, _ancillary, _address = results.recvmsg_into([view])
             except BlockingIOError:
@@ -256,6 +270,7 @@ class _Coordinator:
                 return False
             # The sender is our own forked worker, over a socketpair no other process holds.
             self._handle(pickle.loads(view[:size]))  # noqa: S301
+        return True
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]

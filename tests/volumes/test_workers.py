@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.volumes.conftest import listing, make, sweep
+from cleanup import runner
+from cleanup.config import CliOptions, VolumeSettings, load_settings
+from cleanup.logs import configure
+from tests.volumes.conftest import NOW, config, listing, make, sweep
 
 
 @pytest.fixture
@@ -139,3 +144,26 @@ def test_workers_progress_events_carry_live_counters(
     assert progress, result.stdout
     assert all(0 < line["deleted"] < 3000 for line in progress)
     assert result.target("v")["deleted"] == 3000
+
+
+def test_workers_stop_set_at_start_ends_interrupted_with_nothing_deleted(
+    tmp_path: Path, root: Path
+) -> None:
+    """A stop already requested when the workers start ends the target `interrupted`, never
+    `failed`: no worker dies of the forwarded signal before it has a handler for it."""
+    for i in range(40):
+        make(root, f"d{i % 10}/f{i}", 30)
+    before = listing(root)
+    settings = load_settings(CliOptions(config=config(tmp_path, root, workers=2)), {})
+    target = settings.targets[0]
+    assert isinstance(target, VolumeSettings) and target.workers == 2
+    logger = configure("INFO", "json", {}, stream=io.StringIO())
+    stop = threading.Event()
+    stop.set()
+    # pytest leaves SIGTERM at its default action, which kills a process that has no handler.
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    for _ in range(20):  # the race it guards against is narrow: give it many chances
+        result = runner.run_target(target, settings, NOW, stop, logger)
+        assert result.status == "interrupted", result
+        assert result.counters["deleted"] == 0
+    assert listing(root) == before
