@@ -6,12 +6,15 @@ as a CronJob runs it), in an order that rotates from round to round. Prints
 the median wall time of each, its ratio to find and each command's peak RSS;
 then sweeps a larger tree once to show memory stays flat.
 
-`--cold` drops the kernel's caches before each timed command (root only), so
-directories and inodes are read from the disk: the I/O-bound case. Without it
-the trees are in the page cache and the sweep is CPU-bound.
+Without options the trees are in the page cache and the sweep is CPU-bound.
+Two I/O-bound cases: `--cold` drops the kernel's caches before each timed
+command (root only), so directories and inodes come from the disk;
+`--latency-ms N` serves the trees through bench/slowfs.py, a FUSE passthrough
+that waits N ms in every operation, like network storage (root only; installs
+fuse3 and mfusepy when missing).
 
     .venv/bin/python bench/volumes_bench.py [--files 200000] [--dirs 2000] [--rounds 5]
-        [--workers 1,2] [--cold] [--big-files 1000000]
+        [--workers 1,2] [--cold | --latency-ms 0.5] [--big-files 1000000]
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 OLD_DAYS, FRESH_DAYS, MAX_AGE_DAYS = 10, 1, 5
@@ -80,6 +85,37 @@ def write_config(path: Path, root: Path, workers: int) -> None:
     )
 
 
+@contextmanager
+def slow_mount(backing: Path, latency_ms: float) -> Iterator[Path]:
+    """`backing` served through bench/slowfs.py with `latency_ms` per operation."""
+    if not shutil.which("fusermount3"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "fuse3"], check=True)
+    if subprocess.run([sys.executable, "-c", "import mfusepy"], check=False).returncode:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mfusepy"], check=True)
+    mountpoint = backing.with_name("mnt")
+    mountpoint.mkdir()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("slowfs.py")),
+            str(backing),
+            str(mountpoint),
+            str(latency_ms),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.ismount(mountpoint):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the FUSE server did not mount")
+            time.sleep(0.05)
+        yield mountpoint
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mountpoint)], check=False)
+        server.wait(timeout=10)
+
+
 def count_files(root: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(root))
 
@@ -94,14 +130,23 @@ def main() -> int:
         "--workdir", default=None, help="where trees are built (default: a temp dir)"
     )
     parser.add_argument("--workers", default="1,2", help="comma list of worker counts to time")
-    parser.add_argument("--cold", action="store_true", help="drop caches before each command")
+    speed = parser.add_mutually_exclusive_group()
+    speed.add_argument("--cold", action="store_true", help="drop caches before each command")
+    speed.add_argument(
+        "--latency-ms", type=float, default=0, help="serve the trees through a slow FUSE mount"
+    )
     args = parser.parse_args()
 
     cleanup = [sys.executable, "-m", "cleanup", "--log-level", "WARNING", "--config"]
     variants = [f"cleanup-w{n}" for n in (int(w) for w in args.workers.split(","))]
     names = ["find", *variants]
     work = Path(tempfile.mkdtemp(prefix="cleanup-bench-", dir=args.workdir))
-    cache = "cold caches (I/O-bound)" if args.cold else "warm caches (CPU-bound)"
+    if args.latency_ms:
+        cache = f"FUSE mount waiting {args.latency_ms} ms per operation (I/O-bound)"
+    elif args.cold:
+        cache = "cold caches (I/O-bound)"
+    else:
+        cache = "warm caches (CPU-bound)"
     print(
         f"tree: {args.files} files in {args.dirs} dirs, half older than {MAX_AGE_DAYS}d; "
         f"{args.rounds} rounds; {cache}"
@@ -109,13 +154,23 @@ def main() -> int:
     times: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
     rss = dict.fromkeys(names, 0)
-    try:
+    backing = work / "backing"
+    backing.mkdir()
+    with ExitStack() as stack:
+        # Trees are built and counted on the backing directory; the commands see them
+        # through the slow mount when there is one.
+        stack.callback(shutil.rmtree, work, ignore_errors=True)  # after the unmount
+        view = (
+            stack.enter_context(slow_mount(backing, args.latency_ms))
+            if args.latency_ms
+            else backing
+        )
         for round_no in range(args.rounds):
-            trees = {name: work / f"{name}-{round_no}" for name in names}
+            trees = {name: backing / f"{name}-{round_no}" for name in names}
             commands = {
                 "find": [
                     "find",
-                    str(trees["find"]),
+                    str(view / trees["find"].name),
                     "-type",
                     "f",
                     "-mtime",
@@ -125,7 +180,7 @@ def main() -> int:
             }
             for name in variants:
                 config = work / f"{name}.toml"
-                write_config(config, trees[name], int(name.removeprefix("cleanup-w")))
+                write_config(config, view / trees[name].name, int(name.removeprefix("cleanup-w")))
                 commands[name] = [*cleanup, str(config)]
             for tree in trees.values():
                 build(tree, args.files, args.dirs)
@@ -155,18 +210,16 @@ def main() -> int:
                 f"peak RSS {rss[name] / 1024:.1f} MiB"
             )
         for name in variants if args.big_files else []:
-            big = work / "big"
+            big = backing / "big"
             build(big, args.big_files, args.big_files // 100)
             config = work / "big.toml"
-            write_config(config, big, int(name.removeprefix("cleanup-w")))
+            write_config(config, view / big.name, int(name.removeprefix("cleanup-w")))
             elapsed, peak, _used = run_measured([*cleanup, str(config)])
             print(
                 f"{args.big_files} files, {name}: {elapsed:.2f}s, peak RSS {peak / 1024:.1f} MiB "
                 f"({peak / rss[name]:.2f}x the {args.files}-file figure)"
             )
             shutil.rmtree(big)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
