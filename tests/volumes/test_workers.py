@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,6 +45,18 @@ def record_unlinks(monkeypatch: pytest.MonkeyPatch, log: Path, delay: float = 0.
             out.write(f"{os.getpid()}\n")
         time.sleep(delay)
         real_unlink(name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+
+
+def on_unlink(monkeypatch: pytest.MonkeyPatch, name: str, action: Callable[[], None]) -> None:
+    """Run `action` whenever a file called `name` is about to be unlinked."""
+    real_unlink = os.unlink
+
+    def unlink(entry: str, *, dir_fd: int | None = None) -> None:
+        if entry == name:
+            action()
+        real_unlink(entry, dir_fd=dir_fd)
 
     monkeypatch.setattr(os, "unlink", unlink)
 
@@ -87,14 +105,11 @@ def test_workers_error_in_a_worker_fails_the_target(
     for i in range(20):
         make(root, f"d{i % 5}/f{i}", 30)
     make(root, "d3/bad", 30)
-    real_unlink = os.unlink
 
-    def unlink(name: str, *, dir_fd: int | None = None) -> None:
-        if name == "bad":
-            raise RuntimeError("boom")
-        real_unlink(name, dir_fd=dir_fd)
+    def boom() -> None:
+        raise RuntimeError("boom")
 
-    monkeypatch.setattr(os, "unlink", unlink)
+    on_unlink(monkeypatch, "bad", boom)
     result = sweep(tmp_path, root, workers=2)
     target = result.target("v")
     assert target["status"] == "failed" and target["level"] == "ERROR"
@@ -110,15 +125,13 @@ def test_workers_killed_worker_fails_the_target(
     for i in range(20):
         make(root, f"d{i % 5}/f{i}", 30)
     make(root, "d2/poison", 30)
-    real_unlink = os.unlink
     coordinator = os.getpid()
 
-    def unlink(name: str, *, dir_fd: int | None = None) -> None:
-        if name == "poison" and os.getpid() != coordinator:
+    def die() -> None:
+        if os.getpid() != coordinator:
             os.kill(os.getpid(), signal.SIGKILL)
-        real_unlink(name, dir_fd=dir_fd)
 
-    monkeypatch.setattr(os, "unlink", unlink)
+    on_unlink(monkeypatch, "poison", die)
     result = sweep(tmp_path, root, workers=2)
     target = result.target("v")
     assert target["status"] == "failed"
@@ -167,3 +180,38 @@ def test_workers_stop_set_at_start_ends_interrupted_with_nothing_deleted(
         assert result.status == "interrupted", result
         assert result.counters["deleted"] == 0
     assert listing(root) == before
+
+
+def test_workers_sigterm_reaches_a_worker_deep_in_one_subtree(tmp_path: Path) -> None:
+    """SIGTERM to the main process stops a worker in the middle of one large subdirectory."""
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    root = Path(tempfile.mkdtemp(prefix="cleanup-deep-", dir=shm or tmp_path))
+    try:
+        only = root / "only"
+        only.mkdir()
+        for i in range(30_000):
+            os.close(os.open(only / f"f{i}", os.O_CREAT | os.O_WRONLY, 0o644))
+        time.sleep(1.1)
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(
+            f'max_age = "1s"\n[[volumes]]\nname = "deep"\npath = "{root}"\nworkers = 2\n'
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cleanup", "--config", str(cfg), "--log-level", "DEBUG"],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parents[2],
+        )
+        assert proc.stdout is not None
+        for seen, _line in enumerate(proc.stdout):
+            if seen == 200:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=30) == 143
+        summary = json.loads(rest.splitlines()[-1])
+        left = len(os.listdir(only))
+        assert summary["status"] == "interrupted" and left > 0, "the worker swept on to the end"
+        assert 30_000 - left == summary["deleted"]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
