@@ -4,7 +4,9 @@ The walk holds a directory file descriptor for each level and does every
 operation relative to it (`scandir(fd)`, `stat`/`unlink`/`rmdir` with
 `dir_fd`, `open` with O_NOFOLLOW), so a symlink swapped in during the run can
 never redirect a deletion outside the root. Only one open directory per level
-is kept, so memory does not grow with the size of the tree.
+is kept, so memory does not grow with the size of the tree. With `workers` > 1
+the root's entries are shared out over processes that each run this same sweep
+(volumes_pool.py).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class DirFrame:
     kept: int = 0  # entries that stay (fresh, excluded, failed, not ours to delete)
 
 
-class Capped(Exception):
+class _Capped(Exception):
     """The deletion budget is spent: stop the sweep."""
 
 
@@ -109,8 +111,8 @@ class VolumeTarget:
         """Sweep `root` and below; every directory is closed after, `root` included."""
         stack = [root]
         try:
-            self.sweep(ctx, stack, root_dev, stopping)
-        except Capped:
+            self._sweep(ctx, stack, root_dev, stopping)
+        except _Capped:
             pass
         finally:
             for frame in stack:
@@ -125,7 +127,7 @@ class VolumeTarget:
         frame.kept += 1
         ctx.item_failed(error=exc.strerror or str(exc), path=self._path(frame, name))
 
-    def sweep(
+    def _sweep(
         self,
         ctx: TargetContext,
         stack: list[DirFrame],
@@ -188,7 +190,7 @@ class VolumeTarget:
                     frame.kept += 1
                     continue
                 if capped and not budget.take(1):
-                    raise Capped
+                    raise _Capped
                 if not dry_run:
                     try:
                         unlink(name, dir_fd=fd)
@@ -258,7 +260,7 @@ class VolumeTarget:
             parent.kept += 1
             return
         if not ctx.budget.take(1):
-            raise Capped
+            raise _Capped
         if not ctx.dry_run:
             try:
                 now = os.lstat(frame.name, dir_fd=parent.fd)
