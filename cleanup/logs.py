@@ -87,6 +87,24 @@ class _Threshold(logging.Filter):
         return record.levelno >= self.level or bool(getattr(record, "always", False))
 
 
+class _Output(logging.StreamHandler[TextIO]):
+    """Writes lines to stdout; a reader that has gone away ends the output quietly."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not isinstance(sys.exc_info()[1], BrokenPipeError):
+            super().handleError(record)
+            return
+        # `cleanup ... | head`: the reader has gone and nobody is left to tell. The run
+        # goes on; what it would print, and the flush at exit, go to /dev/null instead
+        # of a traceback per line.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+
 def configure(
     level: str,
     fmt: str,
@@ -97,7 +115,7 @@ def configure(
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = _Output(stream or sys.stdout)
     handler.setFormatter(_Json(context) if fmt == "json" else _Text(context))
     threshold = logging.getLevelName(level)
     handler.addFilter(_Threshold(threshold))

@@ -233,3 +233,28 @@ def test_volume_only_run_imports_neither_boto3_nor_psycopg(root: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert proc.stdout.splitlines()[-1] == "LOADED False False"
+
+
+def test_main_reader_gone_run_finishes_quietly(tmp_path: Path) -> None:
+    """When the reader of stdout goes away (`| head`), the run still finishes, without tracebacks."""
+    data = tmp_path / "many"
+    old = time.time() - 30 * 86400
+    data.mkdir()
+    for i in range(2000):
+        path = data / f"f{i}"
+        path.write_bytes(b"")
+        os.utime(path, (old, old))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cleanup", "--days", "7", "--log-level", "DEBUG"],
+        env={"CLEANUP_VOLUMES": str(data), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    errors = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert errors == ""
+    assert not list(data.iterdir()), "the run stopped when its reader went away"
