@@ -253,8 +253,12 @@ def test_image_bad_config_exits_2(podman: Podman, image: str, tmp_path: Path) ->
     assert proc.returncode == 2, proc.stdout + proc.stderr
 
 
-def test_image_sweeps_mounted_volume(podman: Podman, image: str, tmp_path: Path) -> None:
-    """A real run deletes exactly the old files of a mounted volume and logs the summary."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_image_sweeps_mounted_volume(
+    podman: Podman, image: str, tmp_path: Path, workers: int
+) -> None:
+    """A real run deletes exactly the old files of a mounted volume and logs the summary,
+    also with worker processes inside the locked-down container."""
     data = tmp_path / "data"
     old = [data / "old-1.log", data / "nested" / "old-2.bin", data / "nested" / "deep" / "old-3"]
     fresh = [data / "fresh.log", data / "nested" / "fresh.bin", data / "keep.lock"]
@@ -268,7 +272,8 @@ def test_image_sweeps_mounted_volume(podman: Podman, image: str, tmp_path: Path)
         os.chown(path, int(UID), int(UID))
     config = _write_config(
         tmp_path / "etc",
-        'max_age = "7d"\n\n[[volumes]]\nname = "data"\npath = "/data"\nexclude = ["*.lock"]\n',
+        'max_age = "7d"\n\n[[volumes]]\nname = "data"\npath = "/data"\nexclude = ["*.lock"]\n'
+        f"workers = {workers}\n",
     )
     proc = locked_down(
         podman,
