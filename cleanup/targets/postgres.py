@@ -14,16 +14,20 @@ blocks that meets dense ones), and is rolled back if the range held more than
 the batch may delete (or than `max_deletions` leaves). Either way the range then goes to
 the limited path: at most `limit` rows picked with `FOR UPDATE SKIP LOCKED`
 (rows others hold are skipped, never waited on) and deleted by ctid, a safe
-handle there because this very transaction holds their row locks. A full
-limited batch repeats its range with a smaller span, so nothing is left
-behind. Deletion never needs a primary key.
+handle there because this very transaction holds their row locks. A role
+that may not lock rows picks them without a lock and deletes them in halves
+that give way to row locks (`_around_locked_rows`). A full limited batch
+repeats its range with a smaller span, so nothing is left behind. Deletion
+never needs a primary key.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psycopg
 from psycopg import errors, sql
@@ -40,11 +44,13 @@ from cleanup.targets.postgres_db import (
     describe,
     inspect_table,
     relation_blocks,
+    table_lock_conflicts,
     try_advisory_lock,
 )
 from cleanup.targets.postgres_sql import Queries, batch_queries, eligible
 
 Connection = psycopg.Connection[tuple[object, ...]]
+_T = TypeVar("_T")
 
 BATCH_RETRIES = 3
 RETRY_BACKOFF_S = 0.5
@@ -60,6 +66,9 @@ QUICK_LOCK_TIMEOUT = "50ms"
 QUICK_STATEMENT_TIMEOUT = "150ms"
 MAX_BLOCK = 2**32 - 1  # past the last possible block number: an open-ended range
 MAX_SPAN_BLOCKS = 16384  # 128 MiB of heap per batch at most
+# How many quick lock waits one limited batch may spend isolating rows that other
+# sessions hold, when the role cannot SKIP LOCKED (each costs QUICK_LOCK_TIMEOUT).
+MAX_LOCK_PROBES = 64
 # The dry run's single count may scan a large table; it takes no row locks.
 COUNT_STATEMENT_TIMEOUT = "10min"
 _RETRYABLE = (
@@ -68,6 +77,10 @@ _RETRYABLE = (
     errors.DeadlockDetected,
     errors.SerializationFailure,
 )
+
+
+class _TableLocked(Exception):
+    """Another session holds or awaits a table lock that blocks DELETE."""
 
 
 @dataclass
@@ -171,7 +184,7 @@ class PostgresTarget:
             hi = MAX_BLOCK if last else start + span
             params |= {"lo": f"({start},0)", "hi": f"({hi},0)", "limit": granted}
             began = time.monotonic()
-            deleted, limited = self._batch(ctx, conn, queries, params, info, stats)
+            deleted, more = self._batch(ctx, conn, queries, params, info, stats)
             elapsed = time.monotonic() - began
             give_back(granted - deleted)
             counters.scanned += deleted
@@ -185,7 +198,7 @@ class PostgresTarget:
                     blocks=span,
                     batch_ms=round(elapsed * 1000, 2),
                 )
-            if limited and deleted >= granted:
+            if more:
                 # The LIMIT cut the range short: it may hold more, so go over it again,
                 # with a span cut in proportion when the batch was slow.
                 span = max(1, int(span * min(0.5, TARGET_BATCH_S / max(elapsed, 1e-6))))
@@ -218,7 +231,10 @@ class PostgresTarget:
         info: TableInfo,
         stats: _Stats,
     ) -> tuple[int, bool]:
-        """Delete one range's eligible rows, at most params["limit"]; (deleted, limited)."""
+        """Delete one range's eligible rows, at most params["limit"].
+
+        Returns the rows deleted and whether the range may hold more (the limit cut it short).
+        """
         limit = params["limit"]
         assert isinstance(limit, int)
         if limit == self.settings.batch_size:
@@ -227,45 +243,85 @@ class PostgresTarget:
             # statement (QUICK_STATEMENT_TIMEOUT), and is rolled back if the range held
             # more rows than the batch may delete; the limited path then takes over.
             try:
-                deleted = self._retrying(
-                    ctx, conn, queries.whole_range, params, stats, quick_limit=limit
-                )
+                attempt = self._attempt(conn, queries.whole_range, params, stats, limit)
+                deleted = self._retrying(ctx, stats, attempt, quick=True)
             except (errors.LockNotAvailable, errors.QueryCanceled):
                 pass
             else:
                 if deleted <= limit:
                     return deleted, False
-        query = queries.skip_locked if info.can_lock_rows else queries.limited
-        return self._retrying(ctx, conn, query, params, stats, quick_limit=None), True
+        if not info.can_lock_rows:
+            return self._around_locked_rows(ctx, conn, queries, params, info, stats)
+        attempt = self._attempt(conn, queries.skip_locked, params, stats, None)
+        deleted = self._retrying(ctx, stats, attempt)
+        return deleted, deleted >= limit
 
-    def _retrying(
+    def _around_locked_rows(
         self,
         ctx: TargetContext,
         conn: Connection,
-        query: sql.Composed,
+        queries: Queries,
         params: dict[str, object],
+        info: TableInfo,
         stats: _Stats,
-        quick_limit: int | None,
-    ) -> int:
-        """Run one batch statement in its own transaction, retried on timeouts.
+    ) -> tuple[int, bool]:
+        """The limited path for a role that cannot lock rows, so cannot SKIP LOCKED.
 
-        With `quick_limit`, the transaction waits at most QUICK_LOCK_TIMEOUT for a lock
-        and runs at most QUICK_STATEMENT_TIMEOUT (both errors propagate at once), and
-        is rolled back when it deleted more than `quick_limit` rows; the returned count
-        then exceeds the limit.
+        PostgreSQL allows FOR UPDATE only with UPDATE on some column. Instead the range's
+        eligible rows are picked by ctid, locking nothing, and deleted in halves that wait
+        at most QUICK_LOCK_TIMEOUT: a half that meets a row lock is split again, down to
+        the one row another session holds, which is left for the next run. A table lock
+        that blocks DELETE is not split around: that batch waits and retries as usual.
         """
-        s = self.settings
-        for attempt in range(BATCH_RETRIES + 1):
-            began = time.monotonic()
+        limit = params["limit"]
+        assert isinstance(limit, int)
+
+        def pick() -> list[str]:
+            with conn.transaction():
+                return [str(row[0]) for row in conn.execute(queries.pick, params)]
+
+        picked = self._retrying(ctx, stats, pick)
+        probes = 0
+
+        def delete(ctids: list[str]) -> int:
+            nonlocal probes
+            chunk = params | {"ctids": ctids}
+            attempt = self._attempt(conn, queries.by_ctid, chunk, stats, len(ctids))
             try:
-                deleted = self._transaction(conn, query, params, quick_limit)
+                return self._retrying(ctx, stats, attempt, quick=True)
+            except (errors.LockNotAvailable, errors.QueryCanceled):
+                probes += 1
+                if probes == 1 and table_lock_conflicts(conn, info.oid):
+                    raise _TableLocked from None
+                if len(ctids) == 1 or probes > MAX_LOCK_PROBES:
+                    return 0  # held by another session: left for the next run
+                half = len(ctids) // 2
+                return delete(ctids[:half]) + delete(ctids[half:])
+
+        try:
+            deleted = delete(picked) if picked else 0
+        except _TableLocked:
+            attempt = self._attempt(conn, queries.limited, params, stats, None)
+            deleted = self._retrying(ctx, stats, attempt)
+            return deleted, deleted >= limit
+        # Go over the range again only when the pick was cut by the limit and this pass
+        # got somewhere: a range of nothing but locked rows is left for the next run.
+        return deleted, len(picked) >= limit and deleted > 0 and probes <= MAX_LOCK_PROBES
+
+    def _retrying(
+        self, ctx: TargetContext, stats: _Stats, attempt: Callable[[], _T], quick: bool = False
+    ) -> _T:
+        """Run one batch step, retried on timeouts; with `quick`, lock and statement
+        timeouts propagate at once (the caller has another way round them)."""
+        s = self.settings
+        for n in range(BATCH_RETRIES + 1):
+            try:
+                return attempt()
             except _RETRYABLE as exc:
-                if quick_limit is not None and isinstance(
-                    exc, errors.LockNotAvailable | errors.QueryCanceled
-                ):
+                if quick and isinstance(exc, errors.LockNotAvailable | errors.QueryCanceled):
                     raise
                 stats.retries += 1
-                if attempt == BATCH_RETRIES:
+                if n == BATCH_RETRIES:
                     raise TargetError(
                         f"delete batch on table {s.schema}.{s.table} failed"
                         f" {BATCH_RETRIES + 1} times: {describe(exc, s.dsn)}"
@@ -275,32 +331,47 @@ class PostgresTarget:
                     "batch_retry",
                     "delete batch hit a timeout and will be retried",
                     table=f"{s.schema}.{s.table}",
-                    attempt=attempt + 1,
+                    attempt=n + 1,
                     error=describe(exc, s.dsn),
                 )
-                time.sleep(RETRY_BACKOFF_S * 2**attempt)
-                continue
+                time.sleep(RETRY_BACKOFF_S * 2**n)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _attempt(
+        conn: Connection,
+        query: sql.Composed,
+        params: dict[str, object],
+        stats: _Stats,
+        quick_limit: int | None,
+    ) -> Callable[[], int]:
+        """One batch statement in its own transaction, as a callable for `_retrying`.
+
+        With `quick_limit`, the transaction waits at most QUICK_LOCK_TIMEOUT for a lock
+        and runs at most QUICK_STATEMENT_TIMEOUT (both errors propagate at once), and
+        is rolled back when it deleted more than `quick_limit` rows; the returned count
+        then exceeds the limit.
+        """
+
+        def run() -> int:
+            began = time.monotonic()
+            try:
+                with conn.transaction():
+                    if quick_limit is not None:
+                        conn.execute(
+                            "SELECT set_config('lock_timeout', %s, true),"
+                            " set_config('statement_timeout', %s, true)",
+                            (QUICK_LOCK_TIMEOUT, QUICK_STATEMENT_TIMEOUT),
+                        )
+                    deleted = max(conn.execute(query, params).rowcount, 0)
+                    if quick_limit is not None and deleted > quick_limit:
+                        raise psycopg.Rollback()  # leaves the block, undoing this batch
             finally:
                 stats.transactions += 1
                 stats.longest_s = max(stats.longest_s, time.monotonic() - began)
             return deleted
-        raise AssertionError("unreachable")
 
-    @staticmethod
-    def _transaction(
-        conn: Connection, query: sql.Composed, params: dict[str, object], quick_limit: int | None
-    ) -> int:
-        with conn.transaction():
-            if quick_limit is not None:
-                conn.execute(
-                    "SELECT set_config('lock_timeout', %s, true),"
-                    " set_config('statement_timeout', %s, true)",
-                    (QUICK_LOCK_TIMEOUT, QUICK_STATEMENT_TIMEOUT),
-                )
-            deleted = max(conn.execute(query, params).rowcount, 0)
-            if quick_limit is not None and deleted > quick_limit:
-                raise psycopg.Rollback()  # leaves the block, undoing this batch
-        return deleted
+        return run
 
 
 def create(settings: PostgresSettings) -> PostgresTarget:

@@ -194,6 +194,17 @@ def inspect_table(
     )
 
 
+def table_lock_conflicts(conn: psycopg.Connection[tuple[object, ...]], oid: int) -> bool:
+    """Whether another session holds, or waits for, a table lock that blocks DELETE."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'relation'"
+        " AND relation = %s AND pid <> pg_backend_pid() AND mode IN"
+        " ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'))",
+        (oid,),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def relation_blocks(conn: psycopg.Connection[tuple[object, ...]], oid: int) -> int:
     row = conn.execute(
         "SELECT (pg_relation_size(%s::oid) / current_setting('block_size')::bigint)::bigint",

@@ -32,6 +32,8 @@ class Queries:
     whole_range: sql.Composed  # fast path: every eligible row of the range
     skip_locked: sql.Composed  # at most `limit` rows, skipping rows others hold
     limited: sql.Composed  # at most `limit` rows, for a role that cannot lock rows
+    pick: sql.Composed  # the ctids of at most `limit` eligible rows, locking nothing
+    by_ctid: sql.Composed  # the picked rows (%(ctids)s) that are still eligible
 
 
 def batch_queries(table: sql.Composable, cond: sql.Composable) -> Queries:
@@ -47,10 +49,18 @@ def batch_queries(table: sql.Composable, cond: sql.Composable) -> Queries:
             " LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
             " DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked)) AND {cond}"
         ).format(table=table, upper=upper, cond=cond),
-        # Without UPDATE on any column the role cannot lock rows (FOR UPDATE): the
-        # DELETE then waits on a locked row, for lock_timeout at most.
+        # For a role that cannot lock rows (FOR UPDATE needs UPDATE on some column),
+        # when a table lock blocks DELETE: it waits, for lock_timeout at most.
         limited=sql.SQL(
             "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}"
             " WHERE ctid >= %(lo)s::tid AND {upper} AND {cond} LIMIT %(limit)s)) AND {cond}"
         ).format(table=table, upper=upper, cond=cond),
+        pick=sql.SQL(
+            "SELECT ctid::text FROM {table}"
+            " WHERE ctid >= %(lo)s::tid AND {upper} AND {cond} LIMIT %(limit)s"
+        ).format(table=table, upper=upper, cond=cond),
+        # A ctid picked earlier may hold another row by now: the condition is checked again.
+        by_ctid=sql.SQL("DELETE FROM {table} WHERE ctid = ANY(%(ctids)s::tid[]) AND {cond}").format(
+            table=table, cond=cond
+        ),
     )
