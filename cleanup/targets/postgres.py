@@ -348,9 +348,9 @@ class PostgresTarget:
         """One batch statement in its own transaction, as a callable for `_retrying`.
 
         With `quick_limit`, the transaction waits at most QUICK_LOCK_TIMEOUT for a lock
-        and runs at most QUICK_STATEMENT_TIMEOUT (both errors propagate at once), and
-        is rolled back when it deleted more than `quick_limit` rows; the returned count
-        then exceeds the limit.
+        and runs at most QUICK_STATEMENT_TIMEOUT (retry it with `quick=True`, so those
+        errors reach the caller), and is rolled back when it deleted more than
+        `quick_limit` rows; the returned count then exceeds the limit.
         """
 
         def run() -> int:
