@@ -14,10 +14,11 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from cleanup.durations import format_duration, parse_duration
 from cleanup.errors import ConfigError
+from cleanup.redact import REDACTED, redact
 
 KINDS = ("volumes", "s3", "postgres")
 DEFAULT_CONFIG_PATH = "/etc/cleanup/config.toml"
@@ -44,8 +45,21 @@ DOWNWARD_API = {"POD_NAME": "pod_name", "POD_NAMESPACE": "pod_namespace", "JOB_N
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-REDACTED = "<redacted>"
 MAX_VOLUME_WORKERS = 32
+# libpq's own variables: with any of them set, an empty DSN still names a server.
+LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class ConfigWarning:
+    """A valid configuration that is almost certainly not what the operator meant."""
+
+    code: str
+    key: str
+    message: str
+    target: str | None = None
+    kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,8 @@ class PostgresSettings:
     dsn_env: str = "CLEANUP_DATABASE_URL"
     # The DSN is a secret: never in repr, logs or --check-config output.
     dsn: str = field(default="", repr=False)
+    # Whether libpq's PG* variables are set, so that an empty DSN still reaches a server.
+    libpq_env: bool = False
 
 
 TargetSettings = VolumeSettings | S3Settings | PostgresSettings
@@ -98,6 +114,7 @@ TargetSettings = VolumeSettings | S3Settings | PostgresSettings
 class Settings:
     targets: tuple[TargetSettings, ...]
     only: tuple[str, ...] = KINDS
+    names: tuple[str, ...] | None = None  # --target: None runs every target of the kinds
     dry_run: bool = False
     max_deletions: int = 0
     progress_interval: int = 30
@@ -106,11 +123,16 @@ class Settings:
     log_format: str = "json"
     config_file: str | None = None
     log_context: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[ConfigWarning, ...] = ()
 
     @property
     def selected(self) -> tuple[TargetSettings, ...]:
         """The targets this run executes, in configuration order."""
-        return tuple(t for t in self.targets if t.kind in self.only)
+        return tuple(
+            t
+            for t in self.targets
+            if t.kind in self.only and (self.names is None or t.name in self.names)
+        )
 
 
 @dataclass(frozen=True)
@@ -122,19 +144,27 @@ class CliOptions:
     days: str | None = None
     dry_run: bool = False
     only: str | None = None
+    targets: str | None = None
     max_deletions: str | None = None
     log_level: str | None = None
     log_format: str | None = None
-    # --check-config is offline: it validates paths' form but not that they exist here.
     check_config: bool = False
 
 
 class _Problems:
+    """Every problem found (errors) and every warning, collected in one pass."""
+
     def __init__(self) -> None:
         self.items: list[str] = []
+        self.warnings: list[ConfigWarning] = []
+        # Targets that fell back to the global max_age (the others set their own).
+        self.global_age_users: list[str] = []
 
     def add(self, message: str) -> None:
         self.items.append(message)
+
+    def warn(self, warning: ConfigWarning) -> None:
+        self.warnings.append(warning)
 
 
 class _Table:
@@ -270,22 +300,24 @@ def _only_value(value: str | None, where: str, problems: _Problems) -> tuple[str
 
 def _first_duration(
     pairs: Sequence[tuple[str, str | None]], problems: _Problems
-) -> tuple[int | None, bool]:
-    """Parse the one duration set among synonyms (--max-age/--days); two at once is ambiguous."""
+) -> tuple[int | None, tuple[str, str] | None]:
+    """Parse the one duration set among synonyms (--max-age/--days); two at once is ambiguous.
+
+    Returns the value and which synonym gave it (key, text), or None when none is set.
+    """
     given = [(where, value) for where, value in pairs if value is not None]
     if len(given) > 1:
         names = " and ".join(where for where, _ in given)
         problems.add(f"{names} are both set; set only one")
-        return None, True
+        return None, given[0]
     if not given:
-        return None, False
+        return None, None
     where, value = given[0]
-    if where.startswith("--days") or where == "CLEANUP_DAYS":
-        assert value is not None
-        if not value.strip().isdigit():
-            problems.add(f"{where} = {value!r}: expected a whole number of days")
-            return None, True
-    return _duration_value(value, where, problems), True
+    days = where.startswith("--days") or where == "CLEANUP_DAYS"
+    if days and not value.strip().isdigit():
+        problems.add(f"{where} = {value!r}: expected a whole number of days")
+        return None, (where, value)
+    return _duration_value(value, where, problems), (where, value)
 
 
 def _config_path(cli: CliOptions, environ: Mapping[str, str], problems: _Problems) -> str | None:
@@ -331,16 +363,22 @@ def _check_root(path: str, where: str, problems: _Problems) -> str:
     return resolved
 
 
+def _target_age(table: _Table, name: str, global_age: int | None, problems: _Problems) -> int:
+    own = table.duration("max_age")
+    if own is None and "max_age" not in table.data:
+        problems.global_age_users.append(name)
+    return own or global_age or 0
+
+
 def _volume(table: _Table, global_age: int | None, problems: _Problems) -> VolumeSettings:
     name = table.str_("name", "")
     path = table.str_("path", "")
     if not path:
         problems.add(f"{table.where}: path is required")
-    own_age = table.duration("max_age")
     return VolumeSettings(
         name=name,
         path=_check_root(path, table.where, problems) if path else path,
-        max_age=own_age or global_age or 0,
+        max_age=_target_age(table, name, global_age, problems),
         remove_empty_dirs=table.bool_("remove_empty_dirs", False),
         exclude=table.str_list("exclude", ()),
         one_file_system=table.bool_("one_file_system", True),
@@ -349,11 +387,53 @@ def _volume(table: _Table, global_age: int | None, problems: _Problems) -> Volum
     )
 
 
-def _s3(table: _Table, global_age: int | None, problems: _Problems) -> S3Settings:
+def _bucket(table: _Table, problems: _Problems) -> str:
     bucket = table.str_("bucket", "")
     if not bucket:
         problems.add(f"{table.where}: bucket is required")
+        return bucket
+    # A URL or a path where a bucket name goes: S3 would only answer "invalid bucket name".
+    rest = bucket.split("://", 1)[1] if "://" in bucket else bucket
+    if "://" in bucket or "/" in bucket:
+        name, _, key_prefix = rest.partition("/")
+        fix = f'bucket = "{name}"' + (f' and prefix = "{key_prefix}"' if key_prefix else "")
+        problems.add(
+            f"{table.where}: bucket = {bucket!r}: a bucket name, not a URL or path: write {fix}"
+        )
+    return bucket
+
+
+def _prefix_warnings(table: _Table, name: str, prefix: str, problems: _Problems) -> None:
+    if _GLOB_CHARS & set(prefix):
+        problems.warn(
+            ConfigWarning(
+                "s3_prefix_glob",
+                "prefix",
+                f"{table.where}: prefix = {prefix!r} has glob characters, but an S3 prefix is "
+                "literal: it matches only keys that start with those very characters; "
+                "name the folder in prefix and put patterns in exclude",
+                name,
+                "s3",
+            )
+        )
+    if prefix.startswith("/"):
+        problems.warn(
+            ConfigWarning(
+                "s3_prefix_leading_slash",
+                "prefix",
+                f"{table.where}: prefix = {prefix!r} starts with '/', so it matches only keys "
+                f"that start with '/' (S3 keys rarely do): did you mean {prefix.lstrip('/')!r}?",
+                name,
+                "s3",
+            )
+        )
+
+
+def _s3(table: _Table, global_age: int | None, problems: _Problems) -> S3Settings:
+    bucket = _bucket(table, problems)
+    name = table.str_("name", "")
     prefix = table.str_("prefix", "")
+    _prefix_warnings(table, name, prefix, problems)
     allow_whole = table.bool_("allow_whole_bucket", False)
     if not prefix.strip("/") and not allow_whole:
         problems.add(
@@ -365,14 +445,12 @@ def _s3(table: _Table, global_age: int | None, problems: _Problems) -> S3Setting
         problems.add(f"{table.where}: versions = {versions!r}: expected 'current' or 'all'")
     endpoint = table.str_("endpoint_url", "")
     if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
-        problems.add(
-            f"{table.where}: endpoint_url = {_redact_url(endpoint)!r}: expected an http(s) URL"
-        )
+        problems.add(f"{table.where}: endpoint_url = {redact(endpoint)!r}: expected an http(s) URL")
     return S3Settings(
-        name=table.str_("name", ""),
+        name=name,
         bucket=bucket,
         prefix=_normalize_prefix(prefix) if prefix.strip("/") else "",
-        max_age=table.duration("max_age") or global_age or 0,
+        max_age=_target_age(table, name, global_age, problems),
         endpoint_url=endpoint,
         region=table.str_("region", ""),
         exclude=table.str_list("exclude", ()),
@@ -399,6 +477,7 @@ def _postgres(
         problems.add(f"{table.where}: statuses = []: must list at least one finished status")
     dsn_env = table.str_("dsn_env", "CLEANUP_DATABASE_URL")
     if not _ENV_NAME.fullmatch(dsn_env):
+        # The value may be the DSN itself, put here by mistake: the log layer redacts it.
         problems.add(f"{table.where}: dsn_env = {dsn_env!r}: not an environment variable name")
     return PostgresSettings(
         name=name,
@@ -408,9 +487,10 @@ def _postgres(
         status_column=status_column,
         statuses=statuses,
         batch_size=table.int_("batch_size", 5000, 1, 100_000),
-        max_age=table.duration("max_age") or global_age or 0,
+        max_age=_target_age(table, name, global_age, problems),
         dsn_env=dsn_env,
-        dsn=_env(environ, dsn_env) or "",
+        dsn=(_env(environ, dsn_env) or "") if _ENV_NAME.fullmatch(dsn_env) else "",
+        libpq_env=any(_env(environ, key) for key in LIBPQ_ENV),
     )
 
 
@@ -488,8 +568,21 @@ def _quick_targets(
     return targets
 
 
+def _names_value(value: str | None, problems: _Problems) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if not names:
+        problems.add(f"--target = {value!r}: expected a comma list of target names")
+        return None
+    return names
+
+
 def _check_targets(
-    targets: Sequence[TargetSettings], only: Sequence[str], check_paths: bool, problems: _Problems
+    targets: Sequence[TargetSettings],
+    only: Sequence[str],
+    names: Sequence[str] | None,
+    problems: _Problems,
 ) -> None:
     seen: set[str] = set()
     for target in targets:
@@ -503,25 +596,51 @@ def _check_targets(
                 f"{target.kind} {target.name!r}: no max_age: set max_age on the target, "
                 "or a global max_age / CLEANUP_MAX_AGE / --max-age / --days"
             )
-        # Existence is checked only for targets this run executes, so a `--jobs-only`
-        # pod need not mount every volume the shared config names.
-        if (
-            check_paths
-            and isinstance(target, VolumeSettings)
-            and target.kind in only
-            and os.path.isabs(target.path)
-            and not os.path.isdir(target.path)
-        ):
-            problems.add(
-                f"volumes {target.name!r}: path = {target.path!r}: not an existing directory"
-            )
     if not targets:
         problems.add(
             "no targets configured: add [[volumes]], [[s3]] or [[postgres]] to the "
             "config file, or set CLEANUP_VOLUMES / CLEANUP_S3_BUCKET / CLEANUP_PG_TABLE"
         )
-    elif not any(t.kind in only for t in targets):
-        problems.add(f"--only {','.join(only)} selects none of the configured targets")
+        return
+    if names is not None:
+        unknown = [n for n in names if n not in seen]
+        if unknown:
+            problems.add(
+                f"--target = {','.join(names)!r}: unknown target name(s) {unknown}; "
+                f"configured: {', '.join(t.name for t in targets)}"
+            )
+            return
+        for target in targets:
+            if target.name in names and target.kind not in only:
+                problems.warn(
+                    ConfigWarning(
+                        "target_not_selected",
+                        "--target",
+                        f"--target names {target.name!r}, but it is a {target.kind} target "
+                        f"and --only / CLEANUP_ONLY selects {','.join(only)}: it does not run",
+                        target.name,
+                        target.kind,
+                    )
+                )
+    if not any(t.kind in only and (names is None or t.name in names) for t in targets):
+        chosen = f"--only {','.join(only)}" + (f" with --target {','.join(names)}" if names else "")
+        problems.add(f"{chosen} selects none of the configured targets")
+
+
+def _unused_age_warning(
+    where: str | None, value: str | None, users: Sequence[str], problems: _Problems
+) -> None:
+    """--days 3 where every target sets its own max_age: the operator's 3 days never apply."""
+    if where is None or users:
+        return
+    problems.warn(
+        ConfigWarning(
+            "max_age_unused",
+            where,
+            f"{where} = {value!r} is not used: every target sets its own max_age, "
+            "which wins over the global default",
+        )
+    )
 
 
 def load_settings(cli: CliOptions, environ: Mapping[str, str]) -> Settings:
@@ -534,15 +653,18 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str]) -> Settings:
         top.raw(kind)
 
     file_age = top.duration("max_age")
-    env_age, env_set = _first_duration(
+    env_age, env_source = _first_duration(
         [
             ("CLEANUP_MAX_AGE", _env(environ, "CLEANUP_MAX_AGE")),
             ("CLEANUP_DAYS", _env(environ, "CLEANUP_DAYS")),
         ],
         problems,
     )
-    cli_age, cli_set = _first_duration([("--max-age", cli.max_age), ("--days", cli.days)], problems)
-    global_age = cli_age if cli_set else env_age if env_set else file_age
+    cli_age, cli_source = _first_duration(
+        [("--max-age", cli.max_age), ("--days", cli.days)], problems
+    )
+    global_age = cli_age if cli_source else env_age if env_source else file_age
+    age_source = cli_source or env_source
 
     dry_run = top.bool_("dry_run", False)
     env_dry = _bool_value(_env(environ, "CLEANUP_DRY_RUN"), "CLEANUP_DRY_RUN", problems)
@@ -563,6 +685,7 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str]) -> Settings:
     only: tuple[str, ...] = KINDS
     for where, value in (("CLEANUP_ONLY", _env(environ, "CLEANUP_ONLY")), ("--only", cli.only)):
         only = _only_value(value, where, problems) or only
+    names = _names_value(cli.targets, problems)
 
     log_level = "INFO"
     log_format = "json"
@@ -578,12 +701,20 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str]) -> Settings:
     targets = _file_targets(data, config_file or "config", global_age, environ, problems)
     targets += _quick_targets(environ, global_age, problems)
     top.finish()
-    _check_targets(targets, only, not cli.check_config, problems)
+    _check_targets(targets, only, names, problems)
+    selected = {t.name for t in targets if t.kind in only and (names is None or t.name in names)}
+    _unused_age_warning(
+        age_source[0] if age_source else None,
+        age_source[1] if age_source else None,
+        [n for n in problems.global_age_users if n in selected],
+        problems,
+    )
     if problems.items:
         raise ConfigError(problems.items)
     return Settings(
         targets=tuple(targets),
         only=only,
+        names=names,
         dry_run=dry_run,
         max_deletions=max_deletions,
         progress_interval=interval,
@@ -592,6 +723,7 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str]) -> Settings:
         log_format=log_format,
         config_file=config_file,
         log_context=downward_context(environ),
+        warnings=tuple(problems.warnings),
     )
 
 
@@ -612,16 +744,6 @@ def downward_context(environ: Mapping[str, str]) -> dict[str, str]:
     return {name: value for key, name in DOWNWARD_API.items() if (value := _env(environ, key))}
 
 
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, f"{REDACTED}@{host}", parts.path, parts.query, parts.fragment))
-
-
 def target_summary(target: TargetSettings) -> dict[str, Any]:
     """One target's effective settings, with secrets redacted."""
     out: dict[str, Any] = {"name": target.name, "kind": target.kind}
@@ -640,7 +762,7 @@ def target_summary(target: TargetSettings) -> dict[str, Any]:
             "bucket": target.bucket,
             "prefix": target.prefix,
             "max_age": format_duration(target.max_age),
-            "endpoint_url": _redact_url(target.endpoint_url),
+            "endpoint_url": redact(target.endpoint_url),
             "region": target.region,
             "exclude": list(target.exclude),
             "versions": target.versions,
@@ -674,8 +796,18 @@ def effective_config(settings: Settings) -> dict[str, Any]:
         "max_deletions": settings.max_deletions,
         "progress_interval": format_duration(settings.progress_interval),
         "only": list(settings.only),
+        "target_names": list(settings.names) if settings.names is not None else None,
         "log_level": settings.log_level,
         "log_format": settings.log_format,
         "targets": [t.name for t in settings.selected],
         **grouped,
+        "warnings": [warning_fields(w) for w in settings.warnings],
     }
+
+
+def warning_fields(warning: ConfigWarning) -> dict[str, Any]:
+    """A config warning as the fields of its `config_warning` event."""
+    fields: dict[str, Any] = {"code": warning.code, "key": warning.key}
+    if warning.target is not None:
+        fields |= {"target": warning.target, "kind": warning.kind}
+    return fields | {"warning": warning.message}

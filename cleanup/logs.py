@@ -1,8 +1,10 @@
-"""Logging: one JSON object per line on stdout (or key=value text for a person).
+"""Logging: one JSON object per line on stdout (or one readable line for a person).
 
 Every line carries `timestamp`, `level`, `logger`, `message`, `event` and
 `run_id`, plus the downward-API fields. Records marked `always` (the run
-summary, configuration errors) pass whatever the configured level is.
+summary, configuration errors) pass whatever the configured level is. Every
+string is redacted on the way out, and records of other libraries (botocore,
+psycopg, Python warnings) become lines of the same stream, never stderr text.
 """
 
 from __future__ import annotations
@@ -17,10 +19,17 @@ from typing import Any, TextIO
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
+from cleanup.redact import redact, redact_value
+from cleanup.units import human_bytes, human_seconds
+
 LOGGER_NAME = "cleanup"
 # Attributes our own code adds to records but that are not output fields.
 _INTERNAL = ("always",)
 _HEAD = ("timestamp", "level", "logger", "message", "event", "run_id")
+_COUNTERS = ("scanned", "matched", "deleted", "failed", "bytes_freed")
+# Summary events whose message already says what their counters say.
+_SUMMARIES = ("target_finished", "run_finished")
+_IN_SUMMARY = ("status", "dry_run", "duration_s", "exit_code", "backlog")
 
 
 def rfc3339(moment: datetime) -> str:
@@ -38,16 +47,16 @@ def _fields(record: logging.LogRecord, context: Mapping[str, str]) -> dict[str, 
         "timestamp": rfc3339(datetime.fromtimestamp(record.created, UTC)),
         "level": record.levelname,
         "logger": record.name,
-        "message": record.getMessage(),
+        "message": redact(record.getMessage()),
         "event": getattr(record, "event", "log"),
         **context,
     }
     skip = set(RESERVED_ATTRS) | set(_INTERNAL) | set(data)
     for key, value in record.__dict__.items():
         if key not in skip:
-            data[key] = value
+            data[key] = redact_value(value)
     if record.exc_info:
-        data["exc_info"] = logging.Formatter().formatException(record.exc_info)
+        data["traceback"] = redact(logging.Formatter().formatException(record.exc_info))
     return data
 
 
@@ -60,8 +69,54 @@ class _Json(JsonFormatter):
         return self.serialize_log_record(_fields(record, self.context))
 
 
+def _human(key: str, value: Any) -> str:
+    """One field value as a person reads it: no quotes, brackets or Python reprs."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key == "bytes_freed" or key.endswith("_bytes") or key == "size":
+        return human_bytes(value) if isinstance(value, int | float) else str(value)
+    if (key == "duration_s" or key.endswith("_s")) and isinstance(value, int | float):
+        return human_seconds(float(value))
+    if isinstance(value, list | tuple):
+        return ", ".join(_human(key, v) for v in value) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_human(k, v)}" for k, v in value.items())
+    return str(value)
+
+
+def _table(targets: list[dict[str, Any]]) -> list[str]:
+    """The summary table of the targets, printed after the run's last line."""
+    header = [
+        "TARGET",
+        "KIND",
+        "STATUS",
+        "SCANNED",
+        "MATCHED",
+        "DELETED",
+        "FAILED",
+        "FREED",
+        "TIME",
+    ]
+    rows = [
+        [
+            str(t.get("target", "")),
+            str(t.get("kind", "")),
+            str(t.get("status", "")),
+            *(str(t.get(name, 0)) for name in _COUNTERS[:4]),
+            human_bytes(t.get("bytes_freed", 0)),
+            human_seconds(float(t.get("duration_s", 0.0))),
+        ]
+        for t in targets
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+
+
 class _Text(logging.Formatter):
-    """For a person at a terminal: time, level, event, target, then key=value pairs."""
+    """For a person at a terminal: time, level, target, the message, then the other fields."""
 
     def __init__(self, context: Mapping[str, str]) -> None:
         super().__init__()
@@ -69,13 +124,27 @@ class _Text(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         data = _fields(record, self.context)
-        head = f"{data['timestamp']} {data['level']:<7} {data['event']}"
-        rest = " ".join(
-            f"{key}={value!r}" if isinstance(value, str) and " " in value else f"{key}={value}"
+        event = data["event"]
+        clock = data["timestamp"][11:19]
+        head = f"{clock} {data['level']:<7} {data['message']}"
+        shown = {
+            key: value
             for key, value in data.items()
             if key not in _HEAD
-        )
-        return f"{head} {data['message']!r} {rest}".rstrip()
+            and key not in ("traceback", "targets", "target", "kind", *self.context)
+            and not (event in _SUMMARIES and key in (*_COUNTERS, *_IN_SUMMARY))
+            and not (event == "config_error" and key == "errors")
+        }
+        # Summaries name their target in the message already.
+        if "target" in data and event not in ("target_finished", "preflight"):
+            head = f"{clock} {data['level']:<7} [{data['target']}] {data['message']}"
+        rest = " ".join(f"{key}={_human(key, value)}" for key, value in shown.items())
+        lines = [f"{head}  {rest}" if rest else head]
+        if "traceback" in data:
+            lines += ["    " + line for line in str(data["traceback"]).rstrip().splitlines()]
+        if event == "run_finished" and data.get("targets"):
+            lines += ["", *_table(data["targets"])]
+        return "\n".join(lines)
 
 
 class _Threshold(logging.Filter):
@@ -113,17 +182,28 @@ def configure(
 ) -> logging.Logger:
     """Point the `cleanup` logger at stdout; safe to call again (tests run main() repeatedly)."""
     logger = logging.getLogger(LOGGER_NAME)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    handler = _Output(stream or sys.stdout)
-    handler.setFormatter(_Json(context) if fmt == "json" else _Text(context))
+    formatter = _Json(context) if fmt == "json" else _Text(context)
     threshold = logging.getLevelName(level)
+    handler = _Output(stream or sys.stdout)
+    handler.setFormatter(formatter)
     handler.addFilter(_Threshold(threshold))
+    for owner in (logger, logging.getLogger()):
+        for old in list(owner.handlers):
+            if isinstance(old, _Output):
+                owner.removeHandler(old)
     logger.addHandler(handler)
     # The logger itself stays at INFO or lower so `always` records reach the filter;
     # DEBUG only when asked, so per-item events cost nothing otherwise.
     logger.setLevel(min(threshold, logging.INFO))
     logger.propagate = False
+    # Other libraries' warnings (and Python's `warnings`) into the same stream, so
+    # nothing reaches stderr through logging's last-resort handler.
+    foreign = _Output(stream or sys.stdout)
+    foreign.setFormatter(formatter)
+    foreign.setLevel(max(threshold, logging.WARNING))
+    root = logging.getLogger()
+    root.addHandler(foreign)
+    logging.captureWarnings(True)
     return logger
 
 
@@ -136,6 +216,6 @@ def emit(
     always: bool = False,
     **fields: Any,
 ) -> None:
-    """Log one event; `message` is a constant sentence, data goes in fields."""
+    """Log one event; `message` is a sentence, data goes in fields."""
     if always or logger.isEnabledFor(level):
         logger.log(level, message, extra={"event": event, "always": always, **fields})

@@ -22,6 +22,9 @@ class Counters:
     deleted: int = 0
     failed: int = 0
     bytes_freed: int = 0
+    # Eligible items a dry run counted past the cap (not in `matched`): with `matched`,
+    # the `backlog` a capped preview reports.
+    over_cap: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNTERS}
@@ -72,6 +75,8 @@ class TargetContext:
     stop: threading.Event
     logger: logging.Logger
     counters: Counters = field(default_factory=Counters)
+    # Target-specific fields for `target_finished` (e.g. S3's `throttled`).
+    summary: dict[str, Any] = field(default_factory=dict)
 
     @property
     def debug(self) -> bool:
@@ -88,16 +93,43 @@ class TargetContext:
         else:
             self.event(logging.DEBUG, "item_deleted", "item deleted", **item)
 
-    def item_failed(self, error: str, **item: Any) -> None:
+    def item_failed(self, error: str, *, predicted: bool = False, **item: Any) -> None:
+        """One item whose removal failed; in a dry run, `predicted` marks one that would fail."""
+        if predicted:
+            item["predicted"] = True
         self.event(logging.WARNING, "item_failed", "item could not be deleted", error=error, **item)
+
+    def warning(self, code: str, message: str, **fields: Any) -> None:
+        """A `target_warning`: the target runs, but as configured it can never match anything."""
+        self.event(logging.WARNING, "target_warning", message, code=code, **fields)
+
+    def past_cap(self, count: int = 1) -> bool:
+        """`count` eligible items the cap did not grant. True: keep scanning (a dry run
+        counts them into `backlog`); False: stop, the cap holds."""
+        if not self.dry_run:
+            return False
+        self.counters.over_cap += count
+        return True
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep that a stop request cuts short; True when the target must stop."""
+        return self.stop.wait(seconds)
 
 
 class Target(Protocol):
     """A store to sweep. `run` deletes what is older than `ctx.cutoff`.
 
-    It updates `ctx.counters`, takes each deletion from `ctx.budget` (stopping when
-    it grants nothing), checks `ctx.stop` between items, never deletes when
-    `ctx.dry_run`, and raises TargetError when the store cannot be used at all.
+    It updates `ctx.counters`, takes each deletion from `ctx.budget` (when it grants
+    nothing, asks `ctx.past_cap`: a dry run goes on counting, a real run stops),
+    checks `ctx.stop` between items and sleeps only through `ctx.wait`, never deletes
+    when `ctx.dry_run` (it predicts with `ctx.item_failed(..., predicted=True)` the
+    failures it can see without writing), puts target-specific summary fields in
+    `ctx.summary`, and raises TargetError when the store cannot be used at all.
+
+    `preflight` checks, changing nothing, that the store is reachable and that this
+    identity may list and delete there; it returns the problems found (none: ready).
     """
 
     def run(self, ctx: TargetContext) -> None: ...
+
+    def preflight(self, ctx: TargetContext) -> list[str]: ...

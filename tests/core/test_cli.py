@@ -161,7 +161,12 @@ def test_main_text_format_is_for_people(root: Path) -> None:
     lines = result.stdout.splitlines()
     assert result.exit_code == 0
     assert not result.lines
-    assert any("run_finished" in line and "status=ok" in line for line in lines)
+    assert any(" INFO    data: ok, 1 deleted, 1 B freed in 0.0 s" in line for line in lines)
+    assert lines[-2:] == [
+        "TARGET  KIND     STATUS  SCANNED  MATCHED  DELETED  FAILED  FREED  TIME",
+        "data    volumes  ok      2        1        1        0       1 B    0.0 s",
+    ]
+    assert not any(mark in result.stdout for mark in ("'", "['", "{'", "=[", "=(")), "no reprs"
 
 
 def test_main_only_skips_other_kinds_unlisted(tmp_path: Path, root: Path) -> None:

@@ -233,10 +233,11 @@ def test_load_settings_root_resolved_from_symlink_and_dots(tmp_path: Path, vol: 
     assert load_settings(CliOptions(config=path), {}).targets[0].path == vol
 
 
-def test_load_settings_missing_root_is_an_error(tmp_path: Path) -> None:
-    """A volume root that is not an existing directory is a configuration error."""
+def test_load_settings_missing_root_is_not_a_config_error(tmp_path: Path) -> None:
+    """A volume root that does not exist yet is valid configuration: the run decides."""
     path = write(tmp_path, f'[[volumes]]\nname = "a"\npath = "{tmp_path}/nope"\nmax_age = 1\n')
-    assert any("not an existing directory" in p for p in problems(CliOptions(config=path)))
+    settings = load_settings(CliOptions(config=path), {})
+    assert [t.path for t in settings.targets] == [f"{tmp_path}/nope"]
 
 
 def test_load_settings_missing_config_file_is_an_error(tmp_path: Path) -> None:
@@ -418,7 +419,7 @@ def test_check_config_bad_config_exits_2_naming_the_problem(tmp_path: Path) -> N
     assert result.exit_code == 2
     error = result.one("config_error")
     assert any("max_age = 'forever'" in p for p in error["errors"])
-    assert "max_age = 'forever'" in result.stderr
+    assert result.stderr == ""
 
 
 def test_load_settings_default_path_used_when_it_exists(

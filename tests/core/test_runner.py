@@ -13,7 +13,7 @@ import pytest
 from cleanup.config import Settings, VolumeSettings
 from cleanup.errors import TargetError, TargetSkipped
 from cleanup.logs import configure
-from cleanup.runner import run
+from cleanup.runner import exit_code, run
 from cleanup.targets.base import Budget, TargetContext
 from tests.volumes.conftest import NOW
 
@@ -44,18 +44,18 @@ def settings(*names: str, interval: int = 30, cap: int = 0) -> Settings:
     return Settings(targets=targets, progress_interval=interval, max_deletions=cap)
 
 
-def run_with(targets: dict[str, Any], config: Settings) -> tuple[str, list[dict[str, Any]]]:
+def run_with(targets: dict[str, Any], config: Settings) -> tuple[int, list[dict[str, Any]]]:
     stream = io.StringIO()
     logger = configure("INFO", "json", {"run_id": "r"}, stream=stream)
-    status, _ = run(config, NOW, threading.Event(), logger, builder=lambda s: targets[s.name])
-    return status, [json.loads(line) for line in stream.getvalue().splitlines()]
+    results = run(config, NOW, threading.Event(), logger, builder=lambda s: targets[s.name])
+    return exit_code(results), [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
 def test_runner_long_target_emits_progress_with_counters() -> None:
     """A target running longer than progress_interval logs `progress` with the five counters."""
-    status, lines = run_with({"slow": Slow(2.5)}, settings("slow", interval=1))
+    code, lines = run_with({"slow": Slow(2.5)}, settings("slow", interval=1))
     progress = [line for line in lines if line["event"] == "progress"]
-    assert status == "ok"
+    assert code == 0
     assert len(progress) >= 2
     assert progress[-1]["scanned"] > progress[0]["scanned"] > 0
     assert {"matched", "deleted", "failed", "bytes_freed"} <= progress[0].keys()
@@ -72,12 +72,12 @@ def test_runner_long_target_emits_progress_with_counters() -> None:
 )
 def test_runner_target_outcome_sets_status(exc: Exception, status: str, field: str) -> None:
     """Errors fail only their target, skips are not failures, and the next target still runs."""
-    run_status, lines = run_with({"a": Raises(exc), "b": Slow(0)}, settings("a", "b"))
+    code, lines = run_with({"a": Raises(exc), "b": Slow(0)}, settings("a", "b"))
     finished = {line["target"]: line for line in lines if line["event"] == "target_finished"}
     assert finished["a"]["status"] == status
     assert finished["a"][field]
     assert finished["b"]["status"] == "ok"
-    assert run_status == ("failed" if status == "failed" else "ok")
+    assert code == (1 if status == "failed" else 0)
 
 
 def test_budget_concurrent_takes_never_exceed_limit() -> None:

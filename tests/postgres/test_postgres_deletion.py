@@ -199,11 +199,11 @@ def test_postgres_dry_run_counts_and_real_run_deletes_the_same(jobs: Jobs) -> No
     assert jobs.count() == 1000
 
 
-def test_postgres_cap_deletes_exactly_max_deletions_and_exits_1(jobs: Jobs) -> None:
+def test_postgres_cap_deletes_exactly_max_deletions_and_exits_3(jobs: Jobs) -> None:
     """With --max-deletions the target deletes exactly that many rows and ends `capped`."""
     jobs.fill(2000, "40 days", "completed")
     result = run_cli(["--max-deletions", "777", *jobs.argv(batch_size=100)], jobs.env())
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     target = result.target("jobs")
     assert (target["status"], target["deleted"]) == ("capped", 777)
     assert jobs.count() == 2000 - 777

@@ -106,7 +106,7 @@ def test_sweep_cap_with_batches_in_flight_deletes_exactly_max_deletions(
     s3: S3Endpoint, bucket: Bucket, tmp_path: Path
 ) -> None:
     """With 3,500 eligible objects (four concurrent batches) and a cap of 2,345,
-    exactly 2,345 go, the target is `capped` and the run exits 1."""
+    exactly 2,345 go, the target is `capped` and the run exits 3."""
     bucket.put([f"cap/{i:05d}" for i in range(3500)])
     split = split_time()
     config = write_config(tmp_path / "c.toml", [s3_target(s3.url, bucket.name, "cap/")])
@@ -114,7 +114,7 @@ def test_sweep_cap_with_batches_in_flight_deletes_exactly_max_deletions(
     result = run_cli(["--config", str(config), "--max-deletions", "2345"], now=run_at(split))
 
     outputs = result.target("outputs")
-    assert result.exit_code == 1, result.stdout
+    assert result.exit_code == 3, result.stdout
     assert outputs["status"] == "capped"
     assert (outputs["matched"], outputs["deleted"]) == (2345, 2345)
     assert len(bucket.object_keys("cap/")) == 3500 - 2345

@@ -209,13 +209,13 @@ def test_sweep_dry_run_deletes_nothing_and_matches_real_run(tmp_path: Path, root
     assert dry.summary["dry_run"] is True and dry.exit_code == 0
 
 
-def test_sweep_cap_deletes_exactly_max_and_exits_1(tmp_path: Path, root: Path) -> None:
-    """With max_deletions reached the target stops, is `capped`, and the run exits 1."""
+def test_sweep_cap_deletes_exactly_max_and_exits_3(tmp_path: Path, root: Path) -> None:
+    """With max_deletions reached the target stops, is `capped`, and the run exits 3."""
     for i in range(10):
         make(root, f"f{i}", 30)
     result = sweep(tmp_path, root, "--max-deletions", "4")
     assert len(listing(root)) == 6
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     target = result.target("v")
     assert (target["status"], target["deleted"]) == ("capped", 4)
     assert result.summary["status"] == "failed"
