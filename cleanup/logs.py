@@ -29,7 +29,7 @@ _HEAD = ("timestamp", "level", "logger", "message", "event", "run_id")
 _COUNTERS = ("scanned", "matched", "deleted", "failed", "bytes_freed")
 # Summary events whose message already says what their counters say.
 _SUMMARIES = ("target_finished", "run_finished")
-_IN_SUMMARY = ("status", "dry_run", "duration_s", "exit_code", "backlog")
+_IN_SUMMARY = ("status", "dry_run", "duration_s", "exit_code", "backlog", "cutoff")
 
 
 def rfc3339(moment: datetime) -> str:

@@ -59,7 +59,29 @@ def run_cli(
     for raw in text.splitlines():
         if raw.startswith("{"):
             lines.append(json.loads(raw))
+    if _json_format(argv, env or {}) and not {"--help", "-h", "--version"} & set(argv):
+        # In json format the process writes JSON lines to stdout and nothing else anywhere.
+        assert err.getvalue() == "", f"json format wrote to stderr: {err.getvalue()}"
+        assert all(raw.startswith("{") for raw in text.splitlines()), f"non-JSON line: {text}"
     return Result(code, text, err.getvalue(), lines)
+
+
+def _json_format(argv: Sequence[str], env: Mapping[str, str]) -> bool:
+    args = list(argv)
+    for index, arg in enumerate(args):
+        if arg == "--log-format" and index + 1 < len(args):
+            return args[index + 1].lower() == "json"
+        if arg.startswith("--log-format="):
+            return arg.split("=", 1)[1].lower() == "json"
+    return env.get("CLEANUP_LOG_FORMAT", "json").lower() in ("json", "")
+
+
+def assert_json_only(stdout: str, stderr: str) -> list[dict[str, Any]]:
+    """A subprocess run in json format: nothing on stderr, every stdout line a JSON object."""
+    assert stderr == "", f"json format wrote to stderr: {stderr}"
+    lines = [json.loads(raw) for raw in stdout.splitlines()]
+    assert all(isinstance(line, dict) for line in lines)
+    return lines
 
 
 def utc(*args: int) -> datetime:
