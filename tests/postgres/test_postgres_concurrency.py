@@ -12,12 +12,12 @@ import threading
 import time
 from typing import Any
 
+import cleanup.targets.postgres_db as pg_db
 import psycopg
 import pytest
 from psycopg import sql
 
 import cleanup.targets.postgres as pg_target
-import cleanup.targets.postgres_db as pg_db
 from tests.postgres.conftest import Jobs, connect
 from tests.support.cli import run_cli
 

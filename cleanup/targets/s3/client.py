@@ -24,7 +24,7 @@ from botocore.exceptions import (
 )
 from botocore.utils import parse_timestamp
 
-from cleanup.config import S3Settings
+from cleanup.targets.s3.settings import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

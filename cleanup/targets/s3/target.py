@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cleanup.config import S3Settings
 from cleanup.errors import TargetError
 from cleanup.globs import Excluder
 from cleanup.targets.base import TargetContext
-from cleanup.targets.s3_client import (
+from cleanup.targets.s3.client import (
     MAX_ATTEMPTS,
     PROBE_ATTEMPTS,
     RETRYABLE_CODES,
@@ -35,7 +34,8 @@ from cleanup.targets.s3_client import (
     error_code,
     make_client,
 )
-from cleanup.targets.s3_prefetch import Prefetch
+from cleanup.targets.s3.prefetch import Prefetch
+from cleanup.targets.s3.settings import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

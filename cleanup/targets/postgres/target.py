@@ -32,10 +32,9 @@ from typing import TypeVar
 import psycopg
 from psycopg import errors, sql
 
-from cleanup.config import PostgresSettings
 from cleanup.errors import TargetError, TargetSkipped
 from cleanup.targets.base import TargetContext
-from cleanup.targets.postgres_db import (
+from cleanup.targets.postgres.db import (
     LOCK_TIMEOUT,
     STATEMENT_TIMEOUT,
     TableInfo,
@@ -47,7 +46,8 @@ from cleanup.targets.postgres_db import (
     table_lock_conflicts,
     try_advisory_lock,
 )
-from cleanup.targets.postgres_sql import Queries, batch_queries, eligible
+from cleanup.targets.postgres.settings import PostgresSettings
+from cleanup.targets.postgres.sql import Queries, batch_queries, eligible
 
 Connection = psycopg.Connection[tuple[object, ...]]
 _T = TypeVar("_T")

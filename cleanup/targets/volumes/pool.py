@@ -41,7 +41,7 @@ from typing import Any
 
 from cleanup.errors import TargetError
 from cleanup.targets.base import COUNTERS, TargetContext
-from cleanup.targets.volumes import DirFrame, Entry, VolumeTarget
+from cleanup.targets.volumes.target import DirFrame, Entry, VolumeTarget
 
 _DIR, _LINK, _FILE, _OTHER = b"dlfo"
 _BATCH_ENTRIES = 256

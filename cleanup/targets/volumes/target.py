@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from cleanup.config import VolumeSettings
 from cleanup.errors import TargetError
 from cleanup.globs import Excluder
 from cleanup.logs import display_path
 from cleanup.targets.base import TargetContext
+from cleanup.targets.volumes.settings import VolumeSettings
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _S_IFMT = stat.S_IFMT
@@ -99,7 +99,7 @@ class VolumeTarget:
         # through would depend on timing, and a dry run could not name them.
         if self.settings.workers > 1 and not ctx.budget.limit:
             # Imported here: a single-process sweep needs none of the pool's machinery.
-            from cleanup.targets.volumes_pool import sweep_in_workers
+            from cleanup.targets.volumes.pool import sweep_in_workers
 
             sweep_in_workers(self, ctx, root, root_st.st_dev)
         else:

@@ -13,9 +13,9 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 
-from cleanup.config import PostgresSettings
 from cleanup.errors import TargetError
 from cleanup.redact import REDACTED
+from cleanup.targets.postgres.settings import PostgresSettings
 
 CONNECT_TIMEOUT_S = 5
 CONNECT_ATTEMPTS = 3
