@@ -35,7 +35,6 @@ class S3Settings:
     prefix: str = string(
         "The folder swept: `output` means `output/`; required and non-empty unless "
         "`allow_whole_bucket = true`.",
-        "",
         env="CLEANUP_S3_PREFIX",
     )
     max_age: int = duration(
@@ -109,7 +108,9 @@ def _prefix_warnings(prefix: str, name: str, where: str, problems: Problems) -> 
 
 def _check(values: dict[str, Any], where: str, problems: Problems) -> None:
     _bucket(values, where, problems)
-    prefix = values["prefix"] if isinstance(values.get("prefix"), str) else ""
+    if not isinstance(values.get("prefix"), str):
+        return  # missing or refused: already reported
+    prefix = values["prefix"]
     _prefix_warnings(prefix, values.get("name") or "", where, problems)
     if not prefix.strip("/") and not values["allow_whole_bucket"]:
         problems.add(
