@@ -36,9 +36,10 @@ KEEPALIVES_INTERVAL_S = 1
 KEEPALIVES_COUNT = 3
 TCP_USER_TIMEOUT_MS = 6000
 # After a stop request: how long the statement in flight may take to finish on its
-# own, then how long its cancel request may take, before the socket is cut. Both
-# together stay well inside the runner's 7 s grace, so the target itself ends in time
-# even when the peer stops answering (the proxy in front of it froze, say).
+# own, how long its cancel request may take, and how long the cancelled statement may
+# take to return before the socket is cut. Together (4.5 s) they stay inside the
+# runner's 7 s grace, so the target itself ends in time even when the peer stops
+# answering (the proxy in front of it froze, say).
 STOP_FINISH_S = 2.0
 CANCEL_TIMEOUT_S = 1.5
 CANCEL_WAIT_S = 1.0
@@ -200,9 +201,9 @@ class StopGuard:
 
     After the stop, the statement in flight gets STOP_FINISH_S to end by itself; then it
     is cancelled on the server (CANCEL_TIMEOUT_S at most for the request); if it still
-    has not returned CANCEL_WAIT_S later, the socket is shut down, so the waiting call fails at once with a connection error
-    (the server rolls the open transaction back). Leave the block before closing the
-    connection: the guard never touches a connection after that.
+    has not returned CANCEL_WAIT_S later, the socket is shut down, so the waiting call
+    fails at once with a connection error (the server rolls the open transaction back).
+    Leave the block before closing the connection: the guard never touches it after.
     """
 
     def __init__(self, conn: Connection, stop: threading.Event) -> None:
