@@ -1,4 +1,4 @@
-"""The postgres dry run as a prediction: privileges, the cap's backlog, statuses that never match."""
+"""The postgres dry run as a prediction: privileges, the cap's backlog, unmatched statuses."""
 
 from __future__ import annotations
 

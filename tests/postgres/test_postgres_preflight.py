@@ -1,4 +1,4 @@
-"""`--preflight` for the postgres target, and a missing DSN, which fails at once naming its variable."""
+"""`--preflight` of the postgres target, and a missing DSN (fails at once, naming its variable)."""
 
 from __future__ import annotations
 
