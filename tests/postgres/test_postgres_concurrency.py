@@ -203,7 +203,16 @@ def test_postgres_sigterm_finishes_the_current_batch_then_stops(jobs: Jobs) -> N
     try:
         lines = _read_until(proc, "item_deleted")
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        # The rest through the same file object: communicate() would read the pipe
+        # itself and lose the lines _read_until's iteration already buffered.
+        assert proc.stdout is not None and proc.stderr is not None
+        killer = threading.Timer(60, proc.kill)
+        killer.start()
+        try:
+            out, err = proc.stdout.read(), proc.stderr.read()
+            proc.wait(10)
+        finally:
+            killer.cancel()
     finally:
         proc.kill()
     lines += [json.loads(raw) for raw in out.splitlines()]
