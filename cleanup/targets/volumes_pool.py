@@ -36,7 +36,7 @@ import threading
 import warnings
 from collections.abc import Generator, Iterator
 from contextlib import suppress
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from typing import Any
 
 from cleanup.errors import TargetError
@@ -128,7 +128,7 @@ def _work(
     target: VolumeTarget,
     ctx: TargetContext,
     index: int,
-    root_fd: int,
+    root: DirFrame,
     root_dev: int,
     jobs: socket.socket,
     results: socket.socket,
@@ -169,9 +169,9 @@ def _work(
         return stop.is_set()
 
     try:
-        target.sweep_from(
-            worker, DirFrame(root_fd, _received(jobs), "", "", 0, 0), root_dev, stopping
-        )
+        # The root's own frame (its fd inherited across fork, and in a dry run what an
+        # unlink in it would meet), listing only the entries this worker is handed.
+        target.sweep_from(worker, replace(root, listing=_received(jobs)), root_dev, stopping)
     except Exception as exc:  # reported to the coordinator, which fails the target with it
         report()
         _send(results, ("error", f"{type(exc).__name__}: {exc}"))
@@ -307,7 +307,7 @@ def sweep_in_workers(
                 try:
                     jobs.close()
                     results.close()
-                    code = _work(target, ctx, index, root.fd, root_dev, jobs_end, results_end)
+                    code = _work(target, ctx, index, root, root_dev, jobs_end, results_end)
                 finally:
                     os._exit(code)
             pids.append(pid)
