@@ -17,7 +17,8 @@ The rule is the kernel's (`may_delete` in fs/namei.c), in its order:
 3. the directory is append-only: EPERM;
 4. the directory is sticky, and the process owns neither it nor the entry and lacks
    CAP_FOWNER: EPERM;
-5. the entry itself is immutable or append-only: EPERM.
+5. the entry itself is immutable or append-only: EPERM;
+6. (rmdir only) the directory to remove is a mount point: EBUSY.
 
 A capability counts only in the process's effective set (a root container with all
 capabilities dropped has none) and, as in the kernel, only over an inode whose owner
