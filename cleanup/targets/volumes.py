@@ -92,15 +92,18 @@ def _unreachable(root: str, exc: OSError) -> str:
     path = display_path(root)
     try:
         st = os.lstat(root)
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return f"volume root {path} does not exist: mount the volume there, or correct path"
-    if stat.S_ISLNK(st.st_mode):
-        return (
-            f"volume root {path} is a symbolic link, which the sweep never follows: "
-            "set path to the directory it points to"
-        )
-    if not stat.S_ISDIR(st.st_mode):
-        return f"volume root {path} is not a directory: set path to the directory to sweep"
+    except OSError as lstat_exc:
+        exc = lstat_exc  # a directory above it cannot be searched, say
+    else:
+        if stat.S_ISLNK(st.st_mode):
+            return (
+                f"volume root {path} is a symbolic link, which the sweep never follows: "
+                "set path to the directory it points to"
+            )
+        if not stat.S_ISDIR(st.st_mode):
+            return f"volume root {path} is not a directory: set path to the directory to sweep"
     if exc.errno == errno.EACCES:
         return (
             f"volume root {path} cannot be opened: {exc.strerror} (this process, uid "

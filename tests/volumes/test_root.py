@@ -180,3 +180,18 @@ def test_preflight_root_the_user_cannot_write_is_not_ready() -> None:
                 assert str(locked) in problem and "not writable" in problem
                 assert "uid 65534" in problem and "owned by 0:0 with mode 0755" in problem
             assert (path / "old").exists()
+
+
+def test_root_behind_a_directory_the_user_cannot_search_is_not_called_missing() -> None:
+    """Run as an unprivileged user, a root it cannot reach fails as `Permission denied`,
+    naming the uid, not as a root that does not exist."""
+    with sandbox() as box:
+        root = box.base / "private" / "root"
+        make(root, "old", 30)
+        (box.base / "private").chmod(0o700)
+        cfg = box.base / "cleanup.toml"
+        cfg.write_text(f'[[volumes]]\nname = "v"\npath = "{root}"\nmax_age = "1d"\n')
+        target = box.run(AS_NOBODY, "--config", str(cfg)).target("v")
+        assert target["status"] == "failed"
+        assert target["error"].startswith(f"volume root {root} cannot be opened: Permission denied")
+        assert "uid 65534" in target["error"]
