@@ -24,6 +24,7 @@ from cleanup.errors import TargetError
 from cleanup.globs import Excluder
 from cleanup.logs import display_path
 from cleanup.targets.base import TargetContext
+from cleanup.targets.volumes_predict import DirAccess, Predictor, root_problems
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _S_IFMT = stat.S_IFMT
@@ -65,6 +66,51 @@ class DirFrame:
     ino: int
     mtime_ns: int  # as read when the sweep entered it, before this run deleted anything
     kept: int = 0  # entries that stay (fresh, excluded, failed, not ours to delete)
+    access: DirAccess | None = None  # dry run only: what an unlink in it would meet
+
+
+class _Peeked:
+    """A listing with its first entry already read (to tell an empty root), put back in front."""
+
+    def __init__(self, first: Entry, rest: _Listing) -> None:
+        self._first: Entry | None = first
+        self._rest = rest
+
+    def __iter__(self) -> _Peeked:
+        return self
+
+    def __next__(self) -> Entry:
+        first, self._first = self._first, None
+        return first if first is not None else next(self._rest)
+
+    def close(self) -> None:
+        self._rest.close()
+
+
+def _unreachable(root: str, exc: OSError) -> str:
+    """Why the root cannot be opened, and what to fix."""
+    path = display_path(root)
+    try:
+        st = os.lstat(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return f"volume root {path} does not exist: mount the volume there, or correct path"
+    except OSError as lstat_exc:
+        exc = lstat_exc  # a directory above it cannot be searched, say
+    else:
+        if stat.S_ISLNK(st.st_mode):
+            return (
+                f"volume root {path} is a symbolic link, which the sweep never follows: "
+                "set path to the directory it points to"
+            )
+        if not stat.S_ISDIR(st.st_mode):
+            return f"volume root {path} is not a directory: set path to the directory to sweep"
+    if exc.errno == errno.EACCES:
+        return (
+            f"volume root {path} cannot be opened: {exc.strerror} (this process, uid "
+            f"{os.geteuid()}, needs read and search permission on it and search permission "
+            "on each directory above it)"
+        )
+    return f"volume root {path} cannot be opened: {exc.strerror}"
 
 
 class _Capped(Exception):
@@ -75,26 +121,49 @@ class VolumeTarget:
     def __init__(self, settings: VolumeSettings) -> None:
         self.settings = settings
         self.excluder = Excluder(settings.exclude)
+        self.predictor: Predictor | None = None  # set by a dry run
 
     def _open_root(self) -> tuple[int, os.stat_result]:
+        """The root, opened as the sweep needs it; TargetError says what is wrong and what to fix."""
         root = self.settings.path
         try:
             fd = os.open(root, _DIR_FLAGS)
         except OSError as exc:
-            raise TargetError(f"volume root {root!r} cannot be opened: {exc.strerror}") from exc
+            raise TargetError(_unreachable(root, exc)) from exc
         if self.settings.require_mount and not os.path.ismount(root):
             os.close(fd)
-            raise TargetError(f"volume root {root!r} is not a mount point (require_mount = true)")
+            raise TargetError(
+                f"volume root {display_path(root)} is not a mount point (require_mount = true): "
+                "mount the volume there, or set require_mount = false"
+            )
         return fd, os.fstat(fd)
 
     def run(self, ctx: TargetContext) -> None:
         root_fd, root_st = self._open_root()
+        listing = None
         try:
             listing = os.scandir(root_fd)
+            first = next(listing, None)  # only to tell an empty root: it is put back
         except OSError as exc:
+            if listing is not None:
+                listing.close()
             os.close(root_fd)
-            raise TargetError(f"volume root cannot be listed: {exc.strerror}") from exc
-        root = DirFrame(root_fd, listing, "", "", root_st.st_ino, root_st.st_mtime_ns)
+            raise TargetError(
+                f"volume root {display_path(self.settings.path)} cannot be listed: {exc.strerror}"
+            ) from exc
+        if first is None:
+            self._warn_empty(ctx)
+        # Read once per run, before any worker forks: the identity the prediction is for.
+        self.predictor = Predictor() if ctx.dry_run else None
+        root = DirFrame(
+            root_fd,
+            listing if first is None else _Peeked(first, listing),
+            "",
+            "",
+            root_st.st_ino,
+            root_st.st_mtime_ns,
+            access=self.predictor.directory(root_fd, root_st) if self.predictor else None,
+        )
         # A capped run stays in one process: with several, which items the cap lets
         # through would depend on timing, and a dry run could not name them.
         if self.settings.workers > 1 and not ctx.budget.limit:
@@ -104,6 +173,28 @@ class VolumeTarget:
             sweep_in_workers(self, ctx, root, root_st.st_dev)
         else:
             self.sweep_from(ctx, root, root_st.st_dev, ctx.stop.is_set)
+
+    def preflight(self, ctx: TargetContext) -> list[str]:
+        """Whether a real run could list and delete under the root: no walk, nothing changed."""
+        fd, st = self._open_root()  # a TargetError is the problem, as the run would fail with
+        try:
+            return root_problems(display_path(self.settings.path), fd, st, Predictor())
+        finally:
+            os.close(fd)
+
+    def _warn_empty(self, ctx: TargetContext) -> None:
+        path = display_path(self.settings.path)
+        hint = (
+            ""
+            if self.settings.require_mount
+            else " (set require_mount = true to fail the target when nothing is mounted there)"
+        )
+        ctx.warning(
+            "root_empty",
+            f"volume root {path} holds no entries at all: an unmounted volume looks like this"
+            + hint,
+            path=path,
+        )
 
     def sweep_from(
         self, ctx: TargetContext, root: DirFrame, root_dev: int, stopping: Callable[[], bool]
@@ -127,6 +218,14 @@ class VolumeTarget:
         frame.kept += 1
         ctx.item_failed(error=exc.strerror or str(exc), path=self._path(frame, name))
 
+    def _predicted(self, ctx: TargetContext, frame: DirFrame, name: str, error: int) -> None:
+        """A dry run's twin of a failed removal: counted as the real run counts it."""
+        ctx.budget.give_back(1)
+        ctx.counters.matched += 1
+        ctx.counters.failed += 1
+        frame.kept += 1
+        ctx.item_failed(error=os.strerror(error), predicted=True, path=self._path(frame, name))
+
     def _sweep(
         self,
         ctx: TargetContext,
@@ -149,6 +248,7 @@ class VolumeTarget:
         needs_path = self.excluder.needs_path
         lstat = os.lstat
         unlink = os.unlink
+        predict = self.predictor.unlink if self.predictor else None
 
         while stack:
             frame = stack[-1]
@@ -190,6 +290,8 @@ class VolumeTarget:
                     frame.kept += 1
                     continue
                 if capped and not budget.take(1):
+                    if ctx.past_cap():
+                        continue  # a dry run counts the backlog; this one would go, later
                     raise _Capped
                 if not dry_run:
                     try:
@@ -203,6 +305,9 @@ class VolumeTarget:
                         self._fail(ctx, frame, name, exc)
                         continue
                     counters.deleted += 1
+                elif predict is not None and (error := predict(frame.access, fd, name, st)):
+                    self._predicted(ctx, frame, name, error)
+                    continue
                 counters.matched += 1
                 counters.bytes_freed += st.st_size
                 if debug:
@@ -247,8 +352,11 @@ class VolumeTarget:
             return False
         if self.settings.remove_empty_dirs:
             ctx.counters.scanned += 1
+        access = self.predictor.directory(fd, st) if self.predictor else None
         stack.append(
-            DirFrame(fd, listing, parent.rel + name + "/", name, st.st_ino, st.st_mtime_ns)
+            DirFrame(
+                fd, listing, parent.rel + name + "/", name, st.st_ino, st.st_mtime_ns, 0, access
+            )
         )
         return True
 
@@ -260,7 +368,13 @@ class VolumeTarget:
             parent.kept += 1
             return
         if not ctx.budget.take(1):
+            if ctx.past_cap():
+                return  # counted in a dry run's backlog; it would go, later
             raise _Capped
+        predictor = self.predictor
+        if predictor and (error := predictor.rmdir(parent.access, frame.access)):
+            self._predicted(ctx, parent, frame.name, error)
+            return
         if not ctx.dry_run:
             try:
                 now = os.lstat(frame.name, dir_fd=parent.fd)

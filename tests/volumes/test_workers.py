@@ -216,3 +216,105 @@ def test_workers_sigterm_reaches_a_worker_deep_in_one_subtree(tmp_path: Path) ->
         assert 30_000 - left == summary["deleted"]
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# Run in the CLI's process: every worker forked from it blocks on the file named `stuck`,
+# after writing its pid to MARK, either stopped (SIGSTOP) or in an open() that never returns.
+_STUCK_WORKER = """
+import os, signal, sys
+from cleanup import cli
+
+MARK, FIFO, HOW, CONFIG = sys.argv[1:5]
+real_unlink = os.unlink
+
+
+def unlink(name, *, dir_fd=None):
+    if name == "stuck":
+        with open(MARK + ".tmp", "w") as out:
+            out.write(str(os.getpid()))
+        os.rename(MARK + ".tmp", MARK)
+        if HOW == "stopped":
+            os.kill(os.getpid(), signal.SIGSTOP)
+        else:
+            open(FIFO).close()  # no writer ever comes
+    real_unlink(name, dir_fd=dir_fd)
+
+
+os.unlink = unlink
+sys.argv = ["cleanup", "--config", CONFIG]
+cli.main_exit()
+"""
+
+
+def children(pid: int) -> set[int]:
+    """The child processes of `pid`, from /proc."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll `condition` until it holds; fail after a generous `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def process_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return "gone"
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("how", ["stopped", "blocked"])
+def test_workers_stuck_worker_is_killed_after_sigterm_within_bound(
+    tmp_path: Path, root: Path, how: str
+) -> None:
+    """A worker that does not stop (SIGSTOPped, or blocked in a call that never returns) is
+    killed after the stop: run_finished comes within 10 s of SIGTERM, the target is
+    `interrupted`, the exit code 143, and no worker process is left."""
+    if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        pytest.skip("needs /proc/PID/task/TID/children to find the worker processes")
+    for i in range(40):
+        make(root, f"d{i % 8}/f{i}", 30)
+    make(root, "d3/stuck", 30)
+    mark, fifo = tmp_path / "stuck-pid", tmp_path / "never"
+    os.mkfifo(fifo)
+    cfg = config(tmp_path, root, max_age="1d", workers=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STUCK_WORKER, str(mark), str(fifo), how, cfg],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        wait_for(mark.exists, "a worker to reach the stuck file")
+        stuck = int(mark.read_text())
+        if how == "stopped":
+            wait_for(lambda: process_state(stuck) == "T", "the worker to stop")
+        workers = children(proc.pid)
+        assert stuck in workers and len(workers) == 2
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert elapsed < 10, f"run_finished came {elapsed:.1f} s after SIGTERM"
+    summary = lines[-1]
+    assert summary["event"] == "run_finished" and proc.returncode == 143, out + err
+    assert (summary["status"], summary["exit_code"]) == ("interrupted", 143)
+    target = next(line for line in lines if line["event"] == "target_finished")
+    assert target["status"] == "interrupted", target
+    killed = [line for line in lines if line.get("code") == "worker_killed"]
+    assert [line["pid"] for line in killed] == [stuck]
+    assert {pid: process_state(pid) for pid in workers} == dict.fromkeys(workers, "gone")
+    assert (root / "d3" / "stuck").exists() and not err
