@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.markers import Marker
 
+import cleanup
 from tests.deploy.conftest import REPO, SUMMARY, run, tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -210,16 +213,66 @@ def test_image_version_runs_locked_down(podman: Podman, image: str) -> None:
 
 
 def test_image_ships_s3_and_postgres_drivers(podman: Podman, image: str) -> None:
-    """boto3 and psycopg (the `all` extra) load, and S3/STS/SSO clients build, in the image."""
+    """botocore and psycopg (the `all` extra) load, and S3/STS/SSO clients build, in the image."""
     # Clients are built offline from the API models kept in the image (S3, and STS for IRSA).
     code = (
-        "import boto3, psycopg; "
-        "[boto3.client(s, region_name='eu-west-1') for s in ('s3', 'sts', 'sso', 'sso-oidc')]; "
+        "import botocore.session, psycopg; session = botocore.session.get_session(); "
+        "[session.create_client(s, region_name='eu-west-1') "
+        "for s in ('s3', 'sts', 'sso', 'sso-oidc')]; "
         "print('ok')"
     )
     proc = locked_down(podman, image, ["-c", code], entrypoint="python3")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def _normalized(pin: str) -> str:
+    """`Name==version` with the name in its canonical form (PEP 503), as uv export writes it."""
+    name, _, version = pin.partition("==")
+    return f"{re.sub(r'[-_.]+', '-', name).lower()}=={version}"
+
+
+def test_image_holds_exactly_the_locked_packages(podman: Podman, image: str) -> None:
+    """The image's venv holds the packages uv.lock pins for the `all` extra, at the locked
+    versions, plus the project, and nothing else: no uv, pip or setuptools."""
+    probe = (
+        "import importlib.metadata as m, json, os, platform, shutil, sys\n"
+        "env = {'implementation_name': sys.implementation.name, 'os_name': os.name,\n"
+        "  'platform_machine': platform.machine(), 'platform_system': platform.system(),\n"
+        "  'platform_python_implementation': platform.python_implementation(),\n"
+        "  'python_full_version': platform.python_version(), 'sys_platform': sys.platform,\n"
+        "  'python_version': '.'.join(platform.python_version_tuple()[:2])}\n"
+        "dists = [f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions()]\n"
+        "print(json.dumps({'env': env, 'dists': dists, 'uv': shutil.which('uv'),\n"
+        "  'uv_venv': os.path.exists('/opt/uv')}))\n"
+    )
+    proc = locked_down(podman, image, ["-c", probe], entrypoint="python3")
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    exported = run(
+        [
+            tool("uv"),
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--extra",
+            "all",
+            "--no-emit-project",
+            "--no-hashes",
+            "--no-annotate",
+            "--no-header",
+            "--project",
+            str(REPO),
+        ]
+    ).stdout
+    locked = [f"cleanup=={cleanup.__version__}"]
+    for line in exported.splitlines():
+        requirement, _, marker = line.partition(" ; ")
+        if not marker or Marker(marker).evaluate(found["env"]):
+            locked.append(requirement)
+    installed = sorted(_normalized(dist) for dist in found["dists"])
+    assert installed == sorted(_normalized(req) for req in locked)
+    assert (found["uv"], found["uv_venv"]) == (None, False)
 
 
 def _write_config(directory: Path, body: str) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 from tests.deploy.conftest import REPO, run, tool
@@ -65,3 +66,11 @@ def test_dockerfile_contract() -> None:
     assert "org.opencontainers.image." in text
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert "*" in ignore, "the build context is an allow-list"
+
+
+def test_dockerfile_uv_is_the_pinned_uv() -> None:
+    """The Dockerfile installs the uv that pyproject.toml pins (tool.uv.required-version), the
+    one scripts/bootstrap.sh installs and the one that wrote uv.lock."""
+    pinned = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["uv"]["required-version"]
+    found = re.findall(r"^ARG UV_VERSION=(\S+)$", (REPO / "Dockerfile").read_text(), re.M)
+    assert [f"=={version}" for version in found] == [pinned]
