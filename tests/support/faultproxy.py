@@ -13,6 +13,10 @@ Rules are plain callables; the ones here model what S3 does under load:
 - `require_content_md5()`: refuse DeleteObjects without a valid Content-MD5
   (Ceph RGW, older MinIO);
 - `delay_deletes(seconds)`: hold each DeleteObjects request before forwarding it;
+- `slow_down_deletes(seen)`: 503 SlowDown to every DeleteObjects (a store that
+  throttles every delete), telling the test once one has been retried;
+- `hold_deletes(release, seen)`: answer no DeleteObjects until released (a peer
+  that stops answering), then 503 without forwarding, so nothing is deleted;
 - `inject_listing_key(key)`: add a foreign key to every ListObjectsV2 answer
   (a store that ignores `Prefix`).
 
@@ -162,6 +166,40 @@ def delay_deletes(seconds: float) -> Before:
         if _is_delete_objects(request):
             time.sleep(seconds)
         return None
+
+    return rule
+
+
+def slow_down_deletes(retried: threading.Event | None = None) -> Before:
+    """503 SlowDown for every DeleteObjects; `retried` is set at the second one (with a
+    single batch in flight, its first retry)."""
+    answered = 0
+    lock = threading.Lock()
+
+    def rule(request: Request) -> Response | None:
+        nonlocal answered
+        if not _is_delete_objects(request):
+            return None
+        with lock:
+            answered += 1
+            if answered >= 2 and retried is not None:
+                retried.set()
+        return _error(503, "SlowDown", "Please reduce your request rate.")
+
+    return rule
+
+
+def hold_deletes(release: threading.Event, seen: threading.Event | None = None) -> Before:
+    """Leave every DeleteObjects unanswered until `release` is set (`seen` is set when the
+    first arrives), then answer 503: the upstream server never sees one."""
+
+    def rule(request: Request) -> Response | None:
+        if not _is_delete_objects(request):
+            return None
+        if seen is not None:
+            seen.set()
+        release.wait()
+        return _error(503, "ServiceUnavailable", "Released by the test.")
 
     return rule
 
