@@ -198,13 +198,13 @@ def describe(exc: Exception, settings: S3Settings, action: str) -> str:
         }
         detail = hints.get(code, message or "request failed")
         if name_problem and code in ("NoSuchBucket", "InvalidBucketName"):
-            detail += f": {name_problem}"
+            detail += f"; {name_problem}"
         return f"cannot {action} {place}: {code}: {detail}"
     if isinstance(exc, ParamValidationError):
         # botocore refused the request before sending it; its report is multi-line and
         # quotes regular expressions, so say what is wrong in plain words where we can.
         if name_problem:
-            return f"cannot {action} {place}: {name_problem}: fix bucket"
+            return f"cannot {action} {place}: {name_problem}; set bucket to its exact name"
         report = _one_line(str(exc.kwargs.get("report", exc)))
         return f"cannot {action} {place}: invalid request: {report}"
     if isinstance(exc, NoCredentialsError):
