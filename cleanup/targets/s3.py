@@ -170,10 +170,12 @@ class S3Target:
         work.set_result(client)
         flights: Flights[_Flight] = Flights(IN_FLIGHT, ctx.stop, f"s3-{ctx.name}")
         dispatch = self._dispatcher(ctx, client, flights)
+        complete = False
         try:
             complete = self._list_and_dispatch(ctx, pages, dispatch)
         except (ClientError, BotoCoreError) as exc:
-            raise TargetError(describe(exc, self.settings, "list")) from exc
+            if not _retries_cut_short(ctx, exc):
+                raise TargetError(describe(exc, self.settings, "list")) from exc
         finally:
             pages.close()  # stops the listing thread: nothing is fetched after this
             # The batches in flight finish, also on a stop, but are not waited for longer
@@ -280,6 +282,8 @@ class S3Target:
                 codes = dict.fromkeys(pending, code)
             except BotoCoreError as exc:
                 self._settle(ctx, flight, pending, dict.fromkeys(pending, type(exc).__name__))
+                if _retries_cut_short(ctx, exc):
+                    return
                 raise _Fatal(describe(exc, self.settings, "delete objects in")) from exc
             retry = [item for item in pending if codes.get(item) in RETRYABLE_CODES]
             done = [item for item in pending if codes.get(item) not in RETRYABLE_CODES]
@@ -379,6 +383,14 @@ class S3Target:
             if not ctx.dry_run:
                 for item in left:
                     ctx.item_failed(ABANDONED, **self._fields(item))
+
+
+def _retries_cut_short(ctx: TargetContext, exc: Exception) -> bool:
+    """Whether `exc` is one the stop request kept from being retried (a throttled answer,
+    a connection error): the target is then interrupted, not failed."""
+    if not ctx.stop.is_set():
+        return False
+    return not isinstance(exc, ClientError) or error_code(exc) in RETRYABLE_CODES
 
 
 def create(settings: S3Settings) -> S3Target:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tests.s3.conftest import Bucket
-from tests.support.faultproxy import fault_proxy, hold_deletes, slow_down_deletes
+from tests.support.faultproxy import fault_proxy, hold_deletes, slow_down, slow_down_deletes
 from tests.support.s3server import S3Endpoint
 
 CONTRACT_S = 10.0  # SPEC §7: run_finished within 10 s of the signal
@@ -102,6 +102,31 @@ def test_sigterm_while_endpoint_accepts_and_never_answers_run_finishes_within_10
     target = _finished(lines)
     assert target["status"] == "interrupted"
     assert "error" not in target, target["error"]  # not left behind by the runner
+
+
+def test_sigterm_while_every_request_is_throttled_listing_retries_end_within_10s_exit_143(
+    s3: S3Endpoint, bucket: Bucket
+) -> None:
+    """With every request answered 503 SlowDown (and a retry-after that makes the client
+    wait between attempts), SIGTERM during the listing's retries ends them: within 10 s
+    the target is `interrupted` (the stop, not the store, ended it) and the exit is 143."""
+    bucket.put(["stop/a"])
+    throttled = threading.Event()
+    rule = slow_down(1.0, retry_after_ms=10_000, seen=throttled)
+    with (
+        fault_proxy(s3.url, before=[rule]) as proxy,
+        _child(MODULE, _env(bucket.name, proxy.url)) as child,
+    ):
+        assert throttled.wait(60), "no request was throttled"
+        took, lines = _terminate(child)
+
+    assert child.returncode == 143, lines
+    assert took < CONTRACT_S, took
+    assert (lines[-1]["event"], lines[-1]["status"]) == ("run_finished", "interrupted")
+    target = _finished(lines)
+    assert "error" not in target, target["error"]  # neither failed nor left behind
+    assert (target["status"], target["scanned"]) == ("interrupted", 0)
+    assert bucket.object_keys("stop/") == {"stop/a"}
 
 
 def test_sigterm_while_every_delete_is_throttled_gives_keys_up_within_10s_exit_143(

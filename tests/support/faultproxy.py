@@ -91,15 +91,32 @@ def _error(status: int, code: str, message: str) -> Response:
     return Response(status, {"Content-Type": "application/xml"}, body)
 
 
-def slow_down(fraction: float, seed: int = 1) -> Before:
-    """503 SlowDown for `fraction` of all requests (listing and deleting alike)."""
+def slow_down(
+    fraction: float,
+    seed: int = 1,
+    retry_after_ms: int | None = None,
+    seen: threading.Event | None = None,
+) -> Before:
+    """503 SlowDown for `fraction` of all requests (listing and deleting alike).
+
+    `retry_after_ms` adds an `x-amz-retry-after` header, which botocore's standard
+    retries honour (up to 5 s more than their own back-off): a client then surely waits
+    between attempts. `seen` is set at the first throttled answer.
+    """
     rng = random.Random(seed)
     lock = threading.Lock()
 
     def rule(request: Request) -> Response | None:
         with lock:
             hit = rng.random() < fraction
-        return _error(503, "SlowDown", "Please reduce your request rate.") if hit else None
+        if not hit:
+            return None
+        response = _error(503, "SlowDown", "Please reduce your request rate.")
+        if retry_after_ms is not None:
+            response.headers["x-amz-retry-after"] = str(retry_after_ms)
+        if seen is not None:
+            seen.set()
+        return response
 
     return rule
 
