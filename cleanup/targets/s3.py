@@ -11,6 +11,10 @@ granted part is sent, so batches in flight can never take the target past
 `max_deletions`; keys that fail are given back. A dry run past the cap goes on
 listing, to count the backlog.
 
+A dry run sends nothing; with `versions = "all"` on a bucket with Object Lock it reads
+the lock of each eligible version instead (s3_lock), in the same threads a real run
+sends from, and predicts the per-key AccessDenied the real run will get.
+
 A stop request ends the listing at once and lets the batches in flight finish, but
 waits for their answers STOP_DRAIN_S at most: keys whose DeleteObjects is still
 unanswered then are counted failed, their outcome unknown, and the target reports.
@@ -203,12 +207,12 @@ class S3Target:
                 return False
             if ctx.dry_run and self.all_versions and not checks:
                 checks.append(lock_check(ctx, client, self.settings, self._start(ctx)))
-            lock = checks[0] if checks else None
+            checker = checks[0] if checks else None
             wanted = len(batch)
             granted = ctx.budget.take(wanted)
             if granted:
                 flight = _Flight(batch[:granted])
-                if ctx.dry_run and lock is None:
+                if ctx.dry_run and checker is None:
                     ctx.counters.matched += granted
                     self._settle(ctx, flight, flight.pending, {})
                 elif not flights.room():  # the stop came while every slot was busy
@@ -216,8 +220,8 @@ class S3Target:
                     return False
                 else:
                     ctx.counters.matched += granted
-                    if lock is not None:
-                        flights.start(flight, lambda: self._predict(ctx, lock, flight))
+                    if checker is not None:
+                        flights.start(flight, lambda: self._predict(ctx, checker, flight))
                     else:
                         flights.start(flight, lambda: self._send(ctx, client, flight))
             # Past the cap a dry run goes on counting the backlog; a real run stops.
@@ -293,7 +297,7 @@ class S3Target:
             pending = retry
         self._settle(ctx, flight, pending, codes)
 
-    def _predict(self, ctx: TargetContext, lock: LockCheck, flight: _Flight) -> None:
+    def _predict(self, ctx: TargetContext, checker: LockCheck, flight: _Flight) -> None:
         """Dry run on a bucket with Object Lock: predict which versions the lock keeps."""
         batch = list(flight.pending)
         held: dict[Item, str] = {}
@@ -303,7 +307,7 @@ class S3Target:
                 break
             if item.marker or item.version_id is None:
                 continue  # removing a delete marker is always allowed
-            reason = lock.held(ctx, item.key, item.version_id)
+            reason = checker.held(ctx, item.key, item.version_id)
             if reason is not None:
                 held[item], reasons[item] = LOCKED, reason
         self._settle(ctx, flight, batch, held, reasons)
