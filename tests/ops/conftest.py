@@ -1,8 +1,9 @@
 """Real log lines for the field-coverage tests: the tool run on real data in every outcome.
 
 One session fixture runs the real CLI several times (volumes on tmp trees: ok,
-partial through an immutable file, failed through `require_mount`, capped, a dry
-run, a configuration error, a run stopped by SIGTERM; a PostgreSQL table on a
+partial through an immutable file, failed through `require_mount`, capped (exit 3)
+and a capped dry run (its backlog, and a config_warning), a dry run, a preflight,
+a configuration error, a run stopped by SIGTERM; a PostgreSQL table on a
 throwaway server; an S3 prefix on the local S3 server) and collects every JSON
 line it printed. The dashboards, pipeline and alerts are then checked against
 these lines, never against a list of names typed into a test.
@@ -74,7 +75,7 @@ def _config(path: Path, text: str) -> str:
 
 
 def _volumes_runs(base: Path, emitted: Emitted) -> None:
-    """ok, partial, failed, a dry run, capped and a configuration error, all on volumes."""
+    """ok, partial, failed, a dry run, capped, a preflight and a configuration error, on volumes."""
     scratch, reports, mounted, capped = (base / n for n in ("scratch", "reports", "mounted", "cap"))
     for root in (scratch, reports, mounted, capped):
         root.mkdir()
@@ -103,9 +104,18 @@ def _volumes_runs(base: Path, emitted: Emitted) -> None:
     capped_config = _config(
         base / "capped.toml", f'[[volumes]]\nname = "capped"\npath = "{capped}"\nmax_age = "1d"\n'
     )
+    preflight_config = _config(
+        base / "preflight.toml",
+        f'max_age = "1d"\n[[volumes]]\nname = "ready"\npath = "{capped}"\n'
+        f'[[volumes]]\nname = "unmounted"\npath = "{base / "never-created"}"\n',
+    )
     runs = (
-        ["--config", capped_config, "--max-deletions", "1"],
+        # A preview of the cap: `capped` with the backlog, and a --days that no target
+        # uses (each sets its own max_age): a config_warning.
+        ["--config", capped_config, "--dry-run", "--max-deletions", "1", "--days", "3"],
+        ["--config", capped_config, "--max-deletions", "1"],  # capped: exit 3
         ["--config", capped_config],  # the rest of the same tree: a run that ends `ok`
+        ["--config", preflight_config, "--preflight"],  # one root ready, one missing
         ["--config", str(base / "absent.toml")],
     )
     for argv in runs:
