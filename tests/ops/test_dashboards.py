@@ -110,6 +110,8 @@ def test_grafana_dashboard_has_the_issue_views() -> None:
     # Issue 10: exit codes, the capped preview's backlog, targets a preflight found not ready.
     assert has("timeseries", 'status="capped"', 'dry_run="true"', "unwrap backlog")
     assert has("logs", 'event="preflight"', 'ready="false"')
+    assert has("logs", 'event="item_failed"', 'predicted="true"')
+    assert has("timeseries", "sum by (event, code)", 'event=~"config_warning|target_warning"')
 
 
 def test_datadog_dashboard_widgets_are_log_queries_with_formulas() -> None:

@@ -292,12 +292,19 @@ def test_runs_emit_every_status_kind_and_event(emitted: Emitted) -> None:
         "run_finished",
         "config_error",
         "config_warning",
+        "target_warning",
         "preflight",
     } <= events
     assert {0, 1, 2, 3, 143} <= set(emitted.exit_codes)
     assert 3 in emitted.values("exit_code", "run_finished")
     assert "max_age_unused" in emitted.values("code", "config_warning")
-    assert False in emitted.values("ready", "preflight")
+    assert emitted.values("ready", "preflight") == {True, False}
+    assert {"root_empty", "statuses_never_match", "prefix_empty"} <= emitted.values(
+        "code", "target_warning"
+    )
+    predicted = [line for line in emitted.lines if line.get("predicted") is True]
+    assert {line["kind"] for line in predicted} == {"volumes", "postgres"}
+    assert {line["event"] for line in predicted} == {"item_failed"}
     capped_previews = [
         line
         for line in emitted.lines
@@ -360,6 +367,7 @@ def test_coverage_check_fails_when_a_field_is_renamed(emitted: Emitted) -> None:
         ("backlog", "pending"),
         ("ready", "ok"),
         ("code", "warning_code"),
+        ("predicted", "foreseen"),
     )
     for old, new in renames:
         problems = _all_problems(_rename(emitted.lines, old, new))
