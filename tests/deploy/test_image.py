@@ -306,6 +306,39 @@ def test_image_sweeps_mounted_volume(
     assert [p for p in fresh if not p.exists()] == []
 
 
+def _old_tree(root: Path, names: Sequence[str]) -> list[Path]:
+    """Files of 100 bytes under `root`, 30 days old."""
+    now = time.time()
+    paths = [root / name for name in names]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (now - 30 * DAY, now - 30 * DAY))
+    return paths
+
+
+def test_image_capped_run_exits_3(podman: Podman, image: str, tmp_path: Path) -> None:
+    """A capped run exits 3 inside the image (the code the chart's podFailurePolicy fails on),
+    having deleted exactly max_deletions files."""
+    data = tmp_path / "data"
+    old = _old_tree(data, ["a.log", "b.log", "sub/c.log"])
+    for path in [data, *data.rglob("*")]:
+        os.chown(path, int(UID), int(UID))
+    config = _write_config(
+        tmp_path / "etc",
+        'max_age = "7d"\nmax_deletions = 2\n[[volumes]]\nname = "data"\npath = "/data"\n',
+    )
+    proc = locked_down(
+        podman, image, [], [f"{config}:/etc/cleanup/config.toml:ro", f"{data}:/data"]
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    summary = json_lines(proc.stdout)[-1]
+    assert (summary["event"], summary["exit_code"]) == ("run_finished", 3)
+    assert [t["status"] for t in summary["targets"]] == ["capped"]
+    assert summary["deleted"] == 2
+    assert len([p for p in old if p.exists()]) == 1
+
+
 def test_image_bytecode_precompiled_unchecked(podman: Podman, image: str) -> None:
     """Every .py in the venv has an unchecked-hash .pyc built at image build time."""
     code = (
