@@ -227,6 +227,9 @@ def test_runner_target_that_ignores_the_stop_is_left_behind(
     finished = {line["target"]: line for line in lines if line["event"] == "target_finished"}
     assert finished["a"]["status"] == "interrupted" and "left behind" in finished["a"]["error"]
     assert finished["b"]["status"] == "skipped"
+    assert finished["b"]["cutoff"] == "2026-05-31T12:00:00.000Z", (
+        "a skipped target keeps its cutoff"
+    )
 
 
 class Checks:
