@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.deploy.conftest import helm  # noqa: F401  (the Helm 3 / Helm 4 fixture, reused)
-from tests.support.cli import run_cli
+from tests.support.cli import Child, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = 86400
@@ -151,14 +150,7 @@ def _interrupted_run(base: Path, emitted: Emitted) -> None:
         f'[[volumes]]\nname = "after"\npath = "{after}"\n',
     )
     env = {**os.environ, **DOWNWARD}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cleanup", "--config", config, "--log-level", "DEBUG"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=env,
-    )
-    assert proc.stdout is not None
+    proc = Child(["--config", config, "--log-level", "DEBUG"], env=env, cwd=str(base))
     lines: list[dict[str, Any]] = []
     signalled = False
     for raw in proc.stdout:
@@ -166,8 +158,10 @@ def _interrupted_run(base: Path, emitted: Emitted) -> None:
         if lines[-1]["event"] == "item_deleted" and not signalled:
             proc.send_signal(signal.SIGTERM)
             signalled = True
+    code, rest = proc.ended(timeout=60)
+    lines += [json.loads(raw) for raw in rest.splitlines()]
     emitted.lines += lines
-    emitted.exit_codes.append(proc.wait(timeout=60))
+    emitted.exit_codes.append(code)
 
 
 def _run_stores(config: str, env: dict[str, str], emitted: Emitted) -> None:

@@ -217,6 +217,7 @@ def test_postgres_sigterm_finishes_the_current_batch_then_stops(jobs: Jobs) -> N
         proc.kill()
     lines += [json.loads(raw) for raw in out.splitlines()]
     assert proc.returncode == 143, err
+    assert err == "", f"json format wrote to stderr: {err}"
     summary = lines[-1]
     assert (summary["event"], summary["status"]) == ("run_finished", "interrupted")
     (target,) = [x for x in lines if x["event"] == "target_finished"]

@@ -93,6 +93,8 @@ def _terminate(process: _Process) -> tuple[dict[str, Any], float]:
     finished = process.until("run_finished", timeout=30)
     elapsed = time.monotonic() - sent
     assert process.proc.wait(10) == 143
+    assert process.proc.stderr is not None
+    assert process.proc.stderr.read() == "", "json format wrote to stderr"
     print(f"run_finished {elapsed:.1f} s after SIGTERM")
     return finished, elapsed
 

@@ -51,7 +51,9 @@ def _aged(bucket: Bucket, keys: list[str]) -> None:
 
 @contextmanager
 def _child(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         yield child
     finally:
@@ -64,8 +66,9 @@ def _terminate(child: subprocess.Popen[str]) -> tuple[float, list[dict[str, Any]
     """SIGTERM, then the seconds until the process exited, and its JSON lines."""
     began = time.monotonic()
     child.send_signal(signal.SIGTERM)
-    out, _ = child.communicate(timeout=60)
+    out, err = child.communicate(timeout=60)
     took = time.monotonic() - began
+    assert err == "", f"json format wrote to stderr: {err}"
     return took, [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 

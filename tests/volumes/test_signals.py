@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).parents[2]
+from tests.support.cli import Child
+
 FILES = 150_000
 
 
@@ -52,13 +51,7 @@ def test_signal_mid_sweep_stops_quickly_with_summary(
         f'[[volumes]]\nname = "after"\npath = "{tmp_path}"\n'
     )
     # DEBUG prints a line per item, which keeps the sweep busy long enough to be interrupted.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cleanup", "--config", str(cfg), "--log-level", "DEBUG"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    assert proc.stdout is not None
+    proc = Child(["--config", str(cfg), "--log-level", "DEBUG"], cwd=str(tmp_path))
     deleted_seen = 0
     for line in proc.stdout:
         if '"item_deleted"' in line:
@@ -67,10 +60,9 @@ def test_signal_mid_sweep_stops_quickly_with_summary(
                 break
     sent = time.monotonic()
     proc.send_signal(sig)
-    rest = proc.stdout.read()
-    proc.wait(timeout=30)
+    returncode, rest = proc.ended(timeout=30)
     elapsed = time.monotonic() - sent
-    assert proc.returncode == code
+    assert returncode == code
     assert elapsed < 5, f"took {elapsed:.1f}s to stop"
     lines = [json.loads(line) for line in rest.splitlines()]
     summary = lines[-1]

@@ -20,6 +20,7 @@ import pytest
 from cleanup import runner
 from cleanup.config import CliOptions, VolumeSettings, load_settings
 from cleanup.logs import configure
+from tests.support.cli import Child
 from tests.volumes.conftest import NOW, config, listing, make, sweep
 
 
@@ -197,19 +198,13 @@ def test_workers_sigterm_reaches_a_worker_deep_in_one_subtree(tmp_path: Path) ->
         cfg.write_text(
             f'max_age = "1s"\n[[volumes]]\nname = "deep"\npath = "{root}"\nworkers = 2\n'
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cleanup", "--config", str(cfg), "--log-level", "DEBUG"],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=Path(__file__).parents[2],
-        )
-        assert proc.stdout is not None
+        proc = Child(["--config", str(cfg), "--log-level", "DEBUG"], cwd=str(tmp_path))
         for seen, _line in enumerate(proc.stdout):
             if seen == 200:
                 break
         proc.send_signal(signal.SIGTERM)
-        rest = proc.stdout.read()
-        assert proc.wait(timeout=30) == 143
+        returncode, rest = proc.ended(timeout=30)
+        assert returncode == 143
         summary = json.loads(rest.splitlines()[-1])
         left = len(os.listdir(only))
         assert summary["status"] == "interrupted" and left > 0, "the worker swept on to the end"
@@ -308,6 +303,7 @@ def test_workers_stuck_worker_is_killed_after_sigterm_within_bound(
             proc.kill()
             proc.wait()
     lines = [json.loads(line) for line in out.splitlines()]
+    assert err == "", f"json format wrote to stderr: {err}"
     assert elapsed < 10, f"run_finished came {elapsed:.1f} s after SIGTERM"
     summary = lines[-1]
     assert summary["event"] == "run_finished" and proc.returncode == 143, out + err

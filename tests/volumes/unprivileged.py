@@ -71,6 +71,8 @@ class Sandbox:
             check=False,
         )
         lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        if "text" not in argv:
+            assert proc.stderr == "", f"json format wrote to stderr: {proc.stderr}"
         return Run(proc.returncode, proc.stdout, proc.stderr, lines)
 
 
