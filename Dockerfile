@@ -15,11 +15,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# uv from PyPI, in a venv of its own that the runtime stage never sees. It must
-# be the version pyproject.toml pins (tool.uv.required-version): uv refuses any other.
-ARG UV_VERSION=0.13.9
+# uv from PyPI, in a venv of its own that the runtime stage never sees: the
+# version pyproject.toml pins (tool.uv.required-version), read from it, so the
+# pin is written in one place.
+COPY pyproject.toml /tmp/pyproject.toml
 RUN python3 -m venv /opt/uv \
-    && /opt/uv/bin/pip install --no-cache-dir "uv==${UV_VERSION}"
+    && /opt/uv/bin/pip install --no-cache-dir "uv$(python3 -c 'import tomllib; print(tomllib.load(open("/tmp/pyproject.toml", "rb"))["tool"]["uv"]["required-version"])')"
 
 # uv sync writes /opt/venv with the base's python3 (never a downloaded one),
 # trusts the base's CA store (as Debian's pip does), and copies files out of its

@@ -45,14 +45,6 @@ def _ids(paths: list[Path]) -> list[str]:
     return [p.stem for p in paths]
 
 
-def test_values_matrix_covers_the_issue_cases() -> None:
-    """The matrix has the five cases issue 5 names, and at least eight bad-values cases."""
-    assert {"minimal", "all-features", "existing-secret", "irsa", "dry-run"} <= {
-        p.stem for p in MATRIX
-    }
-    assert len(BAD) >= 8
-
-
 def test_chart_lint_strict_passes(helm: str) -> None:
     """`helm lint --strict` passes with the defaults and with every matrix values file."""
     run([tool(helm), "lint", "--strict", str(CHART)])
