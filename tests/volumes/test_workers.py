@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -21,7 +22,16 @@ from cleanup import runner
 from cleanup.config import CliOptions, VolumeSettings, load_settings
 from cleanup.logs import configure
 from tests.support.cli import Child
-from tests.volumes.conftest import NOW, config, listing, make, sweep
+from tests.volumes.conftest import (
+    NOW,
+    children,
+    config,
+    listing,
+    make,
+    process_state,
+    sweep,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -37,14 +47,21 @@ def root(tmp_path: Path) -> Path:
     return path
 
 
-def record_unlinks(monkeypatch: pytest.MonkeyPatch, log: Path, delay: float = 0.0) -> None:
-    """Make every unlink, in this process or a forked worker, append the caller's pid to `log`."""
+def record_unlinks(monkeypatch: pytest.MonkeyPatch, log: Path, meet: int = 0) -> None:
+    """Make every unlink, in this process or a forked worker, append the caller's pid to `log`.
+
+    With `meet`, each process's first unlink waits until `meet` processes have logged one:
+    no worker can sweep everything before the others have started.
+    """
     real_unlink = os.unlink
+    first = [True]
 
     def unlink(name: str, *, dir_fd: int | None = None) -> None:
         with open(log, "a") as out:
             out.write(f"{os.getpid()}\n")
-        time.sleep(delay)
+        if meet and first[0]:
+            first[0] = False
+            wait_for(lambda: len(set(log.read_text().split())) >= meet, f"{meet} unlinking pids")
         real_unlink(name, dir_fd=dir_fd)
 
     monkeypatch.setattr(os, "unlink", unlink)
@@ -71,7 +88,7 @@ def test_workers_share_the_tree_between_processes(
     make(root, "top-level-old", 30)
     make(root, "d0/fresh", 1)
     log = tmp_path / "unlinks"
-    record_unlinks(monkeypatch, log, delay=0.002)
+    record_unlinks(monkeypatch, log, meet=2)
     result = sweep(tmp_path, root, workers=2)
     pids = set(log.read_text().split())
     assert len(pids) == 2 and str(os.getpid()) not in pids
@@ -147,13 +164,28 @@ def test_workers_progress_events_carry_live_counters(
     for i in range(3000):
         make(root, f"d{i % 30}/f{i}", 30)
     real_lstat = os.lstat
+    shown = tmp_path / "progress-shown"
+    calls = [0]
 
-    def slow_lstat(name: str, *, dir_fd: int | None = None) -> os.stat_result:
-        time.sleep(0.001)  # about three seconds of work for two workers
+    def paused_lstat(name: str, *, dir_fd: int | None = None) -> os.stat_result:
+        # Each worker stops at its 600th entry (after counter reports at 256 and 512) until
+        # the coordinator has logged a progress event with deletions in it.
+        calls[0] += 1
+        if calls[0] == 600:
+            wait_for(shown.exists, "a progress event during the sweep")
         return real_lstat(name, dir_fd=dir_fd)
 
-    monkeypatch.setattr(os, "lstat", slow_lstat)
-    result = sweep(tmp_path, root, env={"CLEANUP_PROGRESS_INTERVAL": "1s"}, workers=2)
+    def watch(record: logging.LogRecord) -> bool:
+        if getattr(record, "event", None) == "progress" and getattr(record, "deleted", 0) > 0:
+            shown.touch()
+        return True
+
+    monkeypatch.setattr(os, "lstat", paused_lstat)
+    logging.getLogger("cleanup").addFilter(watch)
+    try:
+        result = sweep(tmp_path, root, env={"CLEANUP_PROGRESS_INTERVAL": "1s"}, workers=2)
+    finally:
+        logging.getLogger("cleanup").removeFilter(watch)
     progress = result.events("progress")
     assert progress, result.stdout
     assert all(0 < line["deleted"] <= 3000 for line in progress)
@@ -191,12 +223,14 @@ def test_workers_sigterm_reaches_a_worker_deep_in_one_subtree(tmp_path: Path) ->
     try:
         only = root / "only"
         only.mkdir()
+        old = time.time() - 30 * 86400
         for i in range(30_000):
-            os.close(os.open(only / f"f{i}", os.O_CREAT | os.O_WRONLY, 0o644))
-        time.sleep(1.1)
+            fd = os.open(only / f"f{i}", os.O_CREAT | os.O_WRONLY, 0o644)
+            os.utime(fd, (old, old))
+            os.close(fd)
         cfg = tmp_path / "c.toml"
         cfg.write_text(
-            f'max_age = "1s"\n[[volumes]]\nname = "deep"\npath = "{root}"\nworkers = 2\n'
+            f'max_age = "7d"\n[[volumes]]\nname = "deep"\npath = "{root}"\nworkers = 2\n'
         )
         proc = Child(["--config", str(cfg), "--log-level", "DEBUG"], cwd=str(tmp_path))
         for seen, _line in enumerate(proc.stdout):
@@ -239,30 +273,6 @@ os.unlink = unlink
 sys.argv = ["cleanup", "--config", CONFIG]
 cli.main_exit()
 """
-
-
-def children(pid: int) -> set[int]:
-    """The child processes of `pid`, from /proc."""
-    found = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found |= {int(child) for child in (task / "children").read_text().split()}
-    return found
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    """Poll `condition` until it holds; fail after a generous `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
-def process_state(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return "gone"
-    return stat.rsplit(")", 1)[1].split()[0]
 
 
 @pytest.mark.parametrize("how", ["stopped", "blocked"])
