@@ -132,8 +132,8 @@ def limited_role(jobs: Jobs) -> str:
     return _create_role(jobs, "SELECT, DELETE")
 
 
-def _hold_row_lock(jobs: Jobs, row_id: int, seconds: float) -> threading.Thread:
-    """Lock one row FOR UPDATE in another session for `seconds`, then roll back."""
+def _hold_row_lock(jobs: Jobs, row_id: int, release: threading.Event) -> threading.Thread:
+    """Lock one row FOR UPDATE in another session until `release` is set, then roll back."""
     ready = threading.Event()
 
     def hold() -> None:
@@ -142,12 +142,12 @@ def _hold_row_lock(jobs: Jobs, row_id: int, seconds: float) -> threading.Thread:
                 sql.SQL("SELECT id FROM {} WHERE id = %s FOR UPDATE").format(jobs.ident), (row_id,)
             )
             ready.set()
-            time.sleep(seconds)
+            release.wait(120)
             holder.rollback()
 
     thread = threading.Thread(target=hold)
     thread.start()
-    ready.wait(10)
+    assert ready.wait(30), f"the session locking row {row_id} did not get its lock"
     return thread
 
 
@@ -174,15 +174,20 @@ def test_postgres_rows_locked_elsewhere_are_left_not_waited_on(jobs: Jobs, grant
     allows SKIP LOCKED; the rest of the table goes, and no lock is waited out."""
     dsn = _create_role(jobs, grants)
     jobs.fill(1000, "40 days", "completed")
-    holders = [_hold_row_lock(jobs, row, seconds=4) for row in (1, 250, 251, 500, 999)]
-    began = time.monotonic()
-    result = run_cli(jobs.argv(batch_size=100), jobs.env(dsn))
-    elapsed = time.monotonic() - began
-    assert (result.target("jobs")["status"], result.target("jobs")["deleted"]) == ("ok", 995)
-    assert elapsed < 3.5  # waiting out any one lock would take until the holders let go
+    release = threading.Event()
+    holders = [_hold_row_lock(jobs, row, release) for row in (1, 250, 251, 500, 999)]
+    try:
+        # The holders keep their locks until the run has ended: a run that waited on one
+        # would meet lock_timeout again and again and end `failed`.
+        result = run_cli(jobs.argv(batch_size=100), jobs.env(dsn))
+    finally:
+        release.set()
+        for holder in holders:
+            holder.join()
+    target = result.target("jobs")
+    assert (target["status"], target["deleted"]) == ("ok", 995), result.stdout
+    assert not result.events("batch_retry"), "a lock was waited out"
     assert jobs.count("id IN (1, 250, 251, 500, 999)") == 5
-    for holder in holders:
-        holder.join()
 
 
 def test_postgres_least_privilege_table_lock_is_waited_on_then_fails(jobs: Jobs) -> None:
