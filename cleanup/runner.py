@@ -211,7 +211,9 @@ def run_target(
     return TargetResult(settings.name, settings.kind, status, counters, duration, extra)
 
 
-def _skipped(target: TargetSettings, settings: Settings, logger: logging.Logger) -> TargetResult:
+def _skipped(
+    target: TargetSettings, settings: Settings, started_at: datetime, logger: logging.Logger
+) -> TargetResult:
     reason = "run interrupted before this target started"
     zeros = dict.fromkeys(COUNTERS, 0)
     fields: dict[str, Any] = {
@@ -219,6 +221,7 @@ def _skipped(target: TargetSettings, settings: Settings, logger: logging.Logger)
         **zeros,
         "duration_s": 0.0,
         "dry_run": settings.dry_run,
+        "cutoff": rfc3339(started_at - timedelta(seconds=target.max_age)),
         "max_age_s": target.max_age,
         "reason": reason,
     }
@@ -269,7 +272,7 @@ def run(
     results: list[TargetResult] = []
     for target in settings.selected:
         if stop.is_set():
-            results.append(_skipped(target, settings, logger))
+            results.append(_skipped(target, settings, started_at, logger))
             continue
         results.append(run_target(target, settings, started_at, stop, logger, builder))
     return results
@@ -327,7 +330,7 @@ def preflight(
     results: list[TargetResult] = []
     for target in settings.selected:
         if stop.is_set():
-            results.append(_skipped(target, settings, logger))
+            results.append(_skipped(target, settings, started_at, logger))
             continue
         results.append(_check_one(target, settings, started_at, stop, logger, builder))
     return results

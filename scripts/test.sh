@@ -14,6 +14,7 @@ for hook in scripts/setup.d/*.sh; do
   [ -e "$hook" ] && bash "$hook"
 done
 export PATH="$PWD/.venv/bin:$PWD/.cache/bin:$PATH"
+uv lock --check --offline 2>/dev/null || uv lock --check  # uv.lock is current (online only to say why not)
 ruff check .
 ruff format --check .
 mypy --strict cleanup

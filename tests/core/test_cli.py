@@ -57,18 +57,18 @@ def test_main_usage_error_exits_2(root: Path, argv: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "env_extra"),
+    ("argv", "env_extra", "named"),
     [
-        (["--max-age", "0d"], {}),
-        (["--days", "-3"], {}),
-        (["--max-deletions", "many"], {}),
-        (["--only", "tapes"], {}),
-        (["--log-level", "LOUD"], {}),
-        ([], {"CLEANUP_DRY_RUN": "perhaps"}),
+        (["--max-age", "0d"], {}, "--max-age = '0d'"),
+        (["--days", "-3"], {}, "--days = '-3'"),
+        (["--max-deletions", "many"], {}, "--max-deletions = 'many'"),
+        (["--only", "tapes"], {}, "--only = 'tapes'"),
+        (["--log-level", "LOUD"], {}, "--log-level = 'LOUD'"),
+        ([], {"CLEANUP_DRY_RUN": "perhaps"}, "CLEANUP_DRY_RUN = 'perhaps'"),
     ],
 )
 def test_main_config_error_exits_2_and_deletes_nothing(
-    root: Path, argv: list[str], env_extra: dict[str, str]
+    root: Path, argv: list[str], env_extra: dict[str, str], named: str
 ) -> None:
     """A bad value exits 2 with a config_error line naming it, and nothing is deleted."""
     result = run_cli(argv, env_for(root, **env_extra))
@@ -76,7 +76,7 @@ def test_main_config_error_exits_2_and_deletes_nothing(
     assert (root / "old").exists()
     error = result.one("config_error")
     assert error["level"] == "ERROR"
-    assert error["errors"]
+    assert error["errors"][0].startswith(named + ": "), error["errors"]
     assert result.summary["exit_code"] == 2
     assert not result.events("run_started")
 
@@ -227,12 +227,12 @@ def test_entry_points_are_the_same_program(root: Path, command: list[str]) -> No
     assert json.loads(proc.stdout.splitlines()[-1])["matched"] == 1
 
 
-def test_volume_only_run_imports_neither_boto3_nor_psycopg(root: Path) -> None:
+def test_volume_only_run_imports_neither_botocore_nor_psycopg(root: Path) -> None:
     """Start-up stays light: store libraries load only when a target of that kind runs."""
     code = (
         "import sys; from cleanup.cli import main; "
         f"rc = main(['--days', '7'], environ={{'CLEANUP_VOLUMES': {str(root)!r}}}); "
-        "print('LOADED', 'boto3' in sys.modules, 'psycopg' in sys.modules)"
+        "print('LOADED', 'botocore' in sys.modules, 'psycopg' in sys.modules)"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -20,17 +20,11 @@ from cleanup.targets.volumes.settings import VolumeSettings
 from tests.volumes.conftest import NOW
 
 
-class Slow:
-    """Counts an item every 50 ms for `seconds`."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+class Done:
+    """Examines one item and finishes."""
 
     def run(self, ctx: TargetContext) -> None:
-        end = time.monotonic() + self.seconds
-        while time.monotonic() < end and not ctx.stop.is_set():
-            ctx.counters.scanned += 1
-            time.sleep(0.05)
+        ctx.counters.scanned += 1
 
 
 class Raises:
@@ -53,31 +47,65 @@ def run_with(targets: dict[str, Any], config: Settings) -> tuple[int, list[dict[
     return exit_code(results), [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
-def test_runner_long_target_emits_progress_with_counters() -> None:
-    """A target running longer than progress_interval logs `progress` with the five counters."""
-    code, lines = run_with({"slow": Slow(2.5)}, settings("slow", interval=1))
+class Paced:
+    """Counts one item at a time, moving on only once a `progress` event has shown it."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.shown: list[int] = []
+        self.changed = threading.Condition()
+
+    def watch(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "event", None) == "progress":
+            with self.changed:
+                self.shown.append(getattr(record, "scanned", -1))
+                self.changed.notify_all()
+        return True
+
+    def run(self, ctx: TargetContext) -> None:
+        for step in range(1, self.steps + 1):
+            ctx.counters.scanned = step
+            with self.changed:
+                if not self.changed.wait_for(lambda s=step: s in self.shown, timeout=30):
+                    raise AssertionError(f"no progress event showed scanned={step}")
+
+
+def test_runner_long_target_emits_progress_with_live_counters() -> None:
+    """A target running longer than progress_interval logs `progress` with its current counters."""
+    paced = Paced(3)
+    logging.getLogger("cleanup").addFilter(paced.watch)
+    try:
+        code, lines = run_with({"slow": paced}, settings("slow", interval=1))
+    finally:
+        logging.getLogger("cleanup").removeFilter(paced.watch)
     progress = [line for line in lines if line["event"] == "progress"]
     assert code == 0
-    assert len(progress) >= 2
-    assert progress[-1]["scanned"] > progress[0]["scanned"] > 0
+    assert [line["scanned"] for line in progress][:3] == [1, 2, 3]
     assert {"matched", "deleted", "failed", "bytes_freed"} <= progress[0].keys()
     assert progress[0]["target"] == "slow"
 
 
 @pytest.mark.parametrize(
-    ("exc", "status", "field"),
+    ("exc", "status", "field", "message"),
     [
-        (TargetError("bucket 'x' unreachable"), "failed", "error"),
-        (TargetSkipped("another run holds the lock"), "skipped", "reason"),
-        (RuntimeError("bug"), "failed", "error"),
+        (TargetError("bucket 'x' unreachable"), "failed", "error", "bucket 'x' unreachable"),
+        (
+            TargetSkipped("another run holds the lock"),
+            "skipped",
+            "reason",
+            "another run holds the lock",
+        ),
+        (RuntimeError("bug"), "failed", "error", "unexpected error: RuntimeError: bug"),
     ],
 )
-def test_runner_target_outcome_sets_status(exc: Exception, status: str, field: str) -> None:
+def test_runner_target_outcome_sets_status(
+    exc: Exception, status: str, field: str, message: str
+) -> None:
     """Errors fail only their target, skips are not failures, and the next target still runs."""
-    code, lines = run_with({"a": Raises(exc), "b": Slow(0)}, settings("a", "b"))
+    code, lines = run_with({"a": Raises(exc), "b": Done()}, settings("a", "b"))
     finished = {line["target"]: line for line in lines if line["event"] == "target_finished"}
     assert finished["a"]["status"] == status
-    assert finished["a"][field]
+    assert finished["a"][field] == message
     assert finished["b"]["status"] == "ok"
     assert code == (1 if status == "failed" else 0)
 
@@ -186,7 +214,7 @@ def test_runner_target_that_ignores_the_stop_is_left_behind(
     done = threading.Event()
 
     def go() -> None:
-        run(config, NOW, stop, logger, builder=lambda s: hung if s.name == "a" else Slow(0))
+        run(config, NOW, stop, logger, builder=lambda s: hung if s.name == "a" else Done())
         done.set()
 
     thread = threading.Thread(target=go)
@@ -200,6 +228,9 @@ def test_runner_target_that_ignores_the_stop_is_left_behind(
     finished = {line["target"]: line for line in lines if line["event"] == "target_finished"}
     assert finished["a"]["status"] == "interrupted" and "left behind" in finished["a"]["error"]
     assert finished["b"]["status"] == "skipped"
+    assert finished["b"]["cutoff"] == "2026-05-31T12:00:00.000Z", (
+        "a skipped target keeps its cutoff"
+    )
 
 
 class Checks:

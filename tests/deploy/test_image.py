@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.markers import Marker
 
+import cleanup
 from tests.deploy.conftest import REPO, SUMMARY, run, tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -210,16 +213,66 @@ def test_image_version_runs_locked_down(podman: Podman, image: str) -> None:
 
 
 def test_image_ships_s3_and_postgres_drivers(podman: Podman, image: str) -> None:
-    """boto3 and psycopg (the `all` extra) load, and S3/STS/SSO clients build, in the image."""
+    """botocore and psycopg (the `all` extra) load, and S3/STS/SSO clients build, in the image."""
     # Clients are built offline from the API models kept in the image (S3, and STS for IRSA).
     code = (
-        "import boto3, psycopg; "
-        "[boto3.client(s, region_name='eu-west-1') for s in ('s3', 'sts', 'sso', 'sso-oidc')]; "
+        "import botocore.session, psycopg; session = botocore.session.get_session(); "
+        "[session.create_client(s, region_name='eu-west-1') "
+        "for s in ('s3', 'sts', 'sso', 'sso-oidc')]; "
         "print('ok')"
     )
     proc = locked_down(podman, image, ["-c", code], entrypoint="python3")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def _normalized(pin: str) -> str:
+    """`Name==version` with the name in its canonical form (PEP 503), as uv export writes it."""
+    name, _, version = pin.partition("==")
+    return f"{re.sub(r'[-_.]+', '-', name).lower()}=={version}"
+
+
+def test_image_holds_exactly_the_locked_packages(podman: Podman, image: str) -> None:
+    """The image's venv holds the packages uv.lock pins for the `all` extra, at the locked
+    versions, plus the project, and nothing else: no uv, pip or setuptools."""
+    probe = (
+        "import importlib.metadata as m, json, os, platform, shutil, sys\n"
+        "env = {'implementation_name': sys.implementation.name, 'os_name': os.name,\n"
+        "  'platform_machine': platform.machine(), 'platform_system': platform.system(),\n"
+        "  'platform_python_implementation': platform.python_implementation(),\n"
+        "  'python_full_version': platform.python_version(), 'sys_platform': sys.platform,\n"
+        "  'python_version': '.'.join(platform.python_version_tuple()[:2])}\n"
+        "dists = [f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions()]\n"
+        "print(json.dumps({'env': env, 'dists': dists, 'uv': shutil.which('uv'),\n"
+        "  'uv_venv': os.path.exists('/opt/uv')}))\n"
+    )
+    proc = locked_down(podman, image, ["-c", probe], entrypoint="python3")
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    exported = run(
+        [
+            tool("uv"),
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--extra",
+            "all",
+            "--no-emit-project",
+            "--no-hashes",
+            "--no-annotate",
+            "--no-header",
+            "--project",
+            str(REPO),
+        ]
+    ).stdout
+    locked = [f"cleanup=={cleanup.__version__}"]
+    for line in exported.splitlines():
+        requirement, _, marker = line.partition(" ; ")
+        if not marker or Marker(marker).evaluate(found["env"]):
+            locked.append(requirement)
+    installed = sorted(_normalized(dist) for dist in found["dists"])
+    assert installed == sorted(_normalized(req) for req in locked)
+    assert (found["uv"], found["uv_venv"]) == (None, False)
 
 
 def _write_config(directory: Path, body: str) -> Path:
@@ -304,6 +357,97 @@ def test_image_sweeps_mounted_volume(
     assert deleted == sorted(f"/data/{p.relative_to(data)}" for p in old)
     assert [p for p in old if p.exists()] == []
     assert [p for p in fresh if not p.exists()] == []
+
+
+def _old_tree(root: Path, names: Sequence[str]) -> list[Path]:
+    """Files of 100 bytes under `root`, 30 days old."""
+    now = time.time()
+    paths = [root / name for name in names]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (now - 30 * DAY, now - 30 * DAY))
+    return paths
+
+
+def test_image_capped_run_exits_3(podman: Podman, image: str, tmp_path: Path) -> None:
+    """A capped run exits 3 inside the image (the code the chart's podFailurePolicy fails on),
+    having deleted exactly max_deletions files."""
+    data = tmp_path / "data"
+    old = _old_tree(data, ["a.log", "b.log", "sub/c.log"])
+    for path in [data, *data.rglob("*")]:
+        os.chown(path, int(UID), int(UID))
+    config = _write_config(
+        tmp_path / "etc",
+        'max_age = "7d"\nmax_deletions = 2\n[[volumes]]\nname = "data"\npath = "/data"\n',
+    )
+    proc = locked_down(
+        podman, image, [], [f"{config}:/etc/cleanup/config.toml:ro", f"{data}:/data"]
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    summary = json_lines(proc.stdout)[-1]
+    assert (summary["event"], summary["exit_code"]) == ("run_finished", 3)
+    assert [t["status"] for t in summary["targets"]] == ["capped"]
+    assert summary["deleted"] == 2
+    assert len([p for p in old if p.exists()]) == 1
+
+
+def _run_counters(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    keep = ("target", "status", "scanned", "matched", "failed", "bytes_freed")
+    return [{k: t[k] for k in keep} for t in summary["targets"]]
+
+
+def test_image_dry_run_on_read_only_mount_predicts_the_real_run(
+    podman: Podman, image: str, tmp_path: Path
+) -> None:
+    """As the dry-run twin mounts it (read-only), a dry run as UID 10001 predicts what the real
+    run on the read-write mount then does: same status, counters and exit code, nothing deleted."""
+    data = tmp_path / "data"
+    mine = _old_tree(data, ["mine/a.log", "mine/b.log"])
+    theirs = _old_tree(data, ["theirs/c.log"])
+    # `theirs` belongs to root, mode 0755: UID 10001 may not delete in it.
+    for path in [data, data / "mine", *mine]:
+        os.chown(path, int(UID), int(UID))
+    (data / "theirs").chmod(0o755)
+    config = _write_config(
+        tmp_path / "etc", 'max_age = "7d"\n[[volumes]]\nname = "data"\npath = "/data"\n'
+    )
+    etc = f"{config}:/etc/cleanup/config.toml:ro"
+    preview = locked_down(podman, image, ["--dry-run"], [etc, f"{data}:/data:ro"])
+    assert [p for p in [*mine, *theirs] if not p.exists()] == []
+    real = locked_down(podman, image, [], [etc, f"{data}:/data"])
+    assert (preview.returncode, real.returncode) == (1, 1), preview.stdout + real.stdout
+    predicted, happened = json_lines(preview.stdout), json_lines(real.stdout)
+    assert _run_counters(predicted[-1]) == _run_counters(happened[-1])
+    assert _run_counters(happened[-1])[0]["status"] == "partial"
+    failed = [line for line in predicted if line["event"] == "item_failed"]
+    assert [(line["path"], line.get("predicted")) for line in failed] == [
+        ("/data/theirs/c.log", True)
+    ]
+    assert [p for p in mine if p.exists()] == [] and [p for p in theirs if not p.exists()] == []
+
+
+def test_image_preflight_needs_a_writable_mount(podman: Podman, image: str, tmp_path: Path) -> None:
+    """`--preflight` (what `helm test` runs) is ready on the job's read-write mount and not on a
+    read-only one, and deletes nothing either way."""
+    data = tmp_path / "data"
+    old = _old_tree(data, ["a.log"])
+    for path in [data, *old]:
+        os.chown(path, int(UID), int(UID))
+    config = _write_config(
+        tmp_path / "etc", 'max_age = "7d"\n[[volumes]]\nname = "data"\npath = "/data"\n'
+    )
+    etc = f"{config}:/etc/cleanup/config.toml:ro"
+    ready = locked_down(podman, image, ["--preflight"], [etc, f"{data}:/data"])
+    refused = locked_down(podman, image, ["--preflight"], [etc, f"{data}:/data:ro"])
+    assert (ready.returncode, refused.returncode) == (0, 1), ready.stdout + refused.stdout
+    checks = [
+        next(line for line in json_lines(p.stdout) if line["event"] == "preflight")
+        for p in (ready, refused)
+    ]
+    assert [c["ready"] for c in checks] == [True, False]
+    assert "read-only" in " ".join(checks[1]["problems"])
+    assert [p for p in old if not p.exists()] == []
 
 
 def test_image_bytecode_precompiled_unchecked(podman: Podman, image: str) -> None:

@@ -100,3 +100,22 @@ def test_kustomize_overlay_sets_namespace_image_secret_and_irsa() -> None:
     account = rendered.one("ServiceAccount", "media-cleanup")
     assert pod_spec(cronjob)["serviceAccountName"] == "media-cleanup"
     assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize("path", BUILDS.values(), ids=BUILDS.keys())
+def test_kustomize_pod_failure_policy_fails_job_on_exit_2_and_3(path: Path) -> None:
+    """Every build fails the Job at once on exit 2 (configuration) and 3 (capped): never retried."""
+    cronjob = kustomize(path).one("CronJob")
+    rules = cronjob["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {
+        "action": "FailJob",
+        "onExitCodes": {
+            "containerName": container(cronjob)["name"],
+            "operator": "In",
+            "values": [2, 3],
+        },
+    }
+    assert rules[1] == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }

@@ -1,10 +1,13 @@
 """Real log lines for the field-coverage tests: the tool run on real data in every outcome.
 
 One session fixture runs the real CLI several times (volumes on tmp trees: ok,
-partial through an immutable file, failed through `require_mount`, capped, a dry
-run, a configuration error, a run stopped by SIGTERM; a PostgreSQL table on a
-throwaway server; an S3 prefix on the local S3 server) and collects every JSON
-line it printed. The dashboards, pipeline and alerts are then checked against
+partial through an immutable file (predicted by the dry run), failed through
+`require_mount`, an empty root (a target_warning), capped (exit 3) and a capped
+dry run (its backlog, and a config_warning), a dry run, a preflight, a
+configuration error, a run stopped by SIGTERM; a PostgreSQL table on a throwaway
+server, also read by a role without DELETE (a predicted failure) and with a
+statuses typo (a target_warning); an S3 prefix on the local S3 server, and one
+that holds nothing (a target_warning)) and collects every JSON line it printed. The dashboards, pipeline and alerts are then checked against
 these lines, never against a list of names typed into a test.
 """
 
@@ -15,18 +18,18 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.deploy.conftest import helm  # noqa: F401  (the Helm 3 / Helm 4 fixture, reused)
-from tests.support.cli import run_cli
+from tests.support.cli import Child, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = 86400
@@ -74,9 +77,10 @@ def _config(path: Path, text: str) -> str:
 
 
 def _volumes_runs(base: Path, emitted: Emitted) -> None:
-    """ok, partial, failed, a dry run, capped and a configuration error, all on volumes."""
-    scratch, reports, mounted, capped = (base / n for n in ("scratch", "reports", "mounted", "cap"))
-    for root in (scratch, reports, mounted, capped):
+    """ok, partial, failed, a dry run, capped, a preflight and a configuration error, on volumes."""
+    names = ("scratch", "reports", "mounted", "cap", "empty")
+    scratch, reports, mounted, capped, empty = (base / n for n in names)
+    for root in (scratch, reports, mounted, capped, empty):
         root.mkdir()
     _tree(scratch, old=6, fresh=2)
     _tree(reports, old=2, fresh=1, size=2048)
@@ -89,7 +93,9 @@ def _volumes_runs(base: Path, emitted: Emitted) -> None:
         f'max_age = "7d"\n'
         f'[[volumes]]\nname = "scratch"\npath = "{scratch}"\nremove_empty_dirs = true\n'
         f'[[volumes]]\nname = "reports"\npath = "{reports}"\n'
-        f'[[volumes]]\nname = "mounted"\npath = "{mounted}"\nrequire_mount = true\n',
+        f'[[volumes]]\nname = "mounted"\npath = "{mounted}"\nrequire_mount = true\n'
+        # An empty root: what an unmounted volume looks like (a `root_empty` warning).
+        f'[[volumes]]\nname = "empty"\npath = "{empty}"\n',
     )
     if subprocess.run(["chattr", "+i", str(stuck)], capture_output=True).returncode != 0:
         pytest.fail("chattr +i failed: the `partial` status cannot be produced on this filesystem")
@@ -103,9 +109,18 @@ def _volumes_runs(base: Path, emitted: Emitted) -> None:
     capped_config = _config(
         base / "capped.toml", f'[[volumes]]\nname = "capped"\npath = "{capped}"\nmax_age = "1d"\n'
     )
+    preflight_config = _config(
+        base / "preflight.toml",
+        f'max_age = "1d"\n[[volumes]]\nname = "ready"\npath = "{capped}"\n'
+        f'[[volumes]]\nname = "unmounted"\npath = "{base / "never-created"}"\n',
+    )
     runs = (
-        ["--config", capped_config, "--max-deletions", "1"],
+        # A preview of the cap: `capped` with the backlog, and a --days that no target
+        # uses (each sets its own max_age): a config_warning.
+        ["--config", capped_config, "--dry-run", "--max-deletions", "1", "--days", "3"],
+        ["--config", capped_config, "--max-deletions", "1"],  # capped: exit 3
         ["--config", capped_config],  # the rest of the same tree: a run that ends `ok`
+        ["--config", preflight_config, "--preflight"],  # one root ready, one missing
         ["--config", str(base / "absent.toml")],
     )
     for argv in runs:
@@ -135,14 +150,7 @@ def _interrupted_run(base: Path, emitted: Emitted) -> None:
         f'[[volumes]]\nname = "after"\npath = "{after}"\n',
     )
     env = {**os.environ, **DOWNWARD}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cleanup", "--config", config, "--log-level", "DEBUG"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=env,
-    )
-    assert proc.stdout is not None
+    proc = Child(["--config", config, "--log-level", "DEBUG"], env=env, cwd=str(base))
     lines: list[dict[str, Any]] = []
     signalled = False
     for raw in proc.stdout:
@@ -150,8 +158,10 @@ def _interrupted_run(base: Path, emitted: Emitted) -> None:
         if lines[-1]["event"] == "item_deleted" and not signalled:
             proc.send_signal(signal.SIGTERM)
             signalled = True
+    code, rest = proc.ended(timeout=60)
+    lines += [json.loads(raw) for raw in rest.splitlines()]
     emitted.lines += lines
-    emitted.exit_codes.append(proc.wait(timeout=60))
+    emitted.exit_codes.append(code)
 
 
 def _run_stores(config: str, env: dict[str, str], emitted: Emitted) -> None:
@@ -162,7 +172,8 @@ def _run_stores(config: str, env: dict[str, str], emitted: Emitted) -> None:
 
 
 def _postgres_runs(base: Path, emitted: Emitted) -> None:
-    """A job table with old finished, old running and fresh rows: a dry run, then a real run."""
+    """A job table with old finished, old running and fresh rows: a dry run, then a real run;
+    before them, a dry run of a role without DELETE and of a statuses typo."""
     import psycopg
 
     from tests.support.pgserver import postgres_server
@@ -178,6 +189,23 @@ def _postgres_runs(base: Path, emitted: Emitted) -> None:
                 " s FROM unnest(array['completed', 'failed', 'running']) s"
             )
             conn.execute("INSERT INTO jobs (created_at, status) VALUES (now(), 'completed')")
+            # A role that may read but not delete: its dry run predicts the failure.
+            conn.execute("CREATE ROLE reader LOGIN PASSWORD 'reader-pw'")
+            conn.execute("GRANT SELECT ON jobs TO reader")
+        admin = urlsplit(dsn)
+        reader = admin._replace(netloc=f"reader:reader-pw@{admin.hostname}:{admin.port}").geturl()
+        mistakes = _config(
+            base / "postgres-mistakes.toml",
+            '[[postgres]]\nname = "readonly"\ntable = "jobs"\nmax_age = "30d"\n'
+            'dsn_env = "READER_DATABASE_URL"\n'
+            # A typo: no row has this status, so the target can never match (a warning).
+            '[[postgres]]\nname = "typo"\ntable = "jobs"\nmax_age = "30d"\n'
+            'statuses = ["complete"]\n',
+        )
+        env = {"CLEANUP_DATABASE_URL": dsn, "READER_DATABASE_URL": reader}
+        result = run_cli(["--config", mistakes, "--dry-run"], {**DOWNWARD, **env})
+        emitted.lines += result.lines
+        emitted.exit_codes.append(result.exit_code)
         config = _config(
             base / "postgres.toml",
             '[[postgres]]\nname = "jobs"\ntable = "jobs"\nmax_age = "30d"\n',
@@ -211,7 +239,10 @@ def _s3_runs(base: Path, emitted: Emitted) -> None:
         config = _config(
             base / "s3.toml",
             f'[[s3]]\nname = "outputs"\nbucket = "media"\nprefix = "output/"\nmax_age = "7d"\n'
-            f'endpoint_url = "{endpoint.url}"\n',
+            f'endpoint_url = "{endpoint.url}"\n'
+            # Nothing at all under this prefix: a `prefix_empty` warning.
+            f'[[s3]]\nname = "nothing"\nbucket = "media"\nprefix = "thumbnails/"\n'
+            f'max_age = "7d"\nendpoint_url = "{endpoint.url}"\n',
         )
         _run_stores(config, {}, emitted)
 

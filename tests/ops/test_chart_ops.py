@@ -196,3 +196,13 @@ def test_chart_lint_strict_with_ops_enabled(helm: str) -> None:
     for item in ENABLED:
         argv += ["--set", item]
     run(argv)
+
+
+def test_chart_last_run_failed_alert_explains_exit_codes(helm: str) -> None:
+    """`CleanupLastRunFailed` says which exit codes fail the Job, and that 2 and 3 are not retried."""
+    rule = _rules(helm_template(helm, sets=ENABLED).one("PrometheusRule"))["CleanupLastRunFailed"]
+    description = " ".join(rule["annotations"]["description"].split())
+    assert "exit 1, retried up to backoffLimit" in description
+    assert "capped at max_deletions (exit 3" in description
+    assert "2 and 3 fail the Job at once, never retried" in description
+    assert "partial or capped (exit 1)" not in description

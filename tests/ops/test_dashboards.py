@@ -100,13 +100,18 @@ def test_grafana_dashboard_has_the_issue_views() -> None:
     def has(kind: str, *needles: str) -> bool:
         return any(k == kind and all(n in expr for n in needles) for k, _, expr in by_query)
 
-    assert has("timeseries", "sum by (status)", 'event="run_finished"')
+    assert has("timeseries", "sum by (status, exit_code)", 'event="run_finished"')
     assert has("timeseries", "sum by (target)", "unwrap deleted")
     assert has("timeseries", "sum by (target)", "unwrap bytes_freed")
     assert has("timeseries", "by (target)", "unwrap duration_s")
     assert has("timeseries", 'status=~"failed|partial|capped"')
     assert has("table", 'event="run_finished"') and has("table", 'event="target_finished"')
     assert has("logs", 'level=~"WARNING|ERROR"')
+    # Issue 10: exit codes, the capped preview's backlog, targets a preflight found not ready.
+    assert has("timeseries", 'status="capped"', 'dry_run="true"', "unwrap backlog")
+    assert has("logs", 'event="preflight"', 'ready="false"')
+    assert has("logs", 'event="item_failed"', 'predicted="true"')
+    assert has("timeseries", "sum by (event, code)", 'event=~"config_warning|target_warning"')
 
 
 def test_datadog_dashboard_widgets_are_log_queries_with_formulas() -> None:

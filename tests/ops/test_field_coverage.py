@@ -291,8 +291,26 @@ def test_runs_emit_every_status_kind_and_event(emitted: Emitted) -> None:
         "target_finished",
         "run_finished",
         "config_error",
+        "config_warning",
+        "target_warning",
+        "preflight",
     } <= events
-    assert {0, 1, 2, 143} <= set(emitted.exit_codes)
+    assert {0, 1, 2, 3, 143} <= set(emitted.exit_codes)
+    assert 3 in emitted.values("exit_code", "run_finished")
+    assert "max_age_unused" in emitted.values("code", "config_warning")
+    assert emitted.values("ready", "preflight") == {True, False}
+    assert {"root_empty", "statuses_never_match", "prefix_empty"} <= emitted.values(
+        "code", "target_warning"
+    )
+    predicted = [line for line in emitted.lines if line.get("predicted") is True]
+    assert {line["kind"] for line in predicted} == {"volumes", "postgres"}
+    assert {line["event"] for line in predicted} == {"item_failed"}
+    capped_previews = [
+        line
+        for line in emitted.lines
+        if line["event"] == "target_finished" and line["status"] == "capped" and line["dry_run"]
+    ]
+    assert capped_previews and all(line["backlog"] >= line["matched"] for line in capped_previews)
     assert emitted.values("kind") == {"volumes", "s3", "postgres"}
     assert emitted.values("dry_run", "target_finished") == {True, False}
     deleting = {
@@ -311,9 +329,12 @@ def test_grafana_dashboard_queries_match_emitted_fields_and_values(emitted: Emit
 
 
 def test_loki_rule_queries_match_emitted_fields_and_values(emitted: Emitted) -> None:
-    """The Loki ruler's partial/capped rule parses and sees both values in real lines."""
+    """The Loki ruler's partial/capped and warning rules parse and see their values in real lines."""
     queries = list(loki_rule_queries(yaml.safe_load(LOKI_RULES.read_text())))
-    assert [q.where for q in queries] == ["rule CleanupTargetPartialOrCapped"]
+    assert [q.where for q in queries] == [
+        "rule CleanupTargetPartialOrCapped",
+        "rule CleanupConfigurationWarning",
+    ]
     assert loki_problems(queries, emitted.lines) == []
 
 
@@ -336,9 +357,19 @@ def test_datadog_pipeline_status_comes_from_level_not_target_status(emitted: Emi
 
 
 def test_coverage_check_fails_when_a_field_is_renamed(emitted: Emitted) -> None:
-    """Renaming a field (`status`, `deleted`, `target`) or a value (`capped`) makes the check fail."""
+    """Renaming a field (`status`, `deleted`, `target`, `backlog`, ...) or a value (`capped`) fails it."""
     assert _all_problems(emitted.lines) == []
-    for old, new in (("status", "state"), ("deleted", "removed"), ("target", "name")):
+    renames = (
+        ("status", "state"),
+        ("deleted", "removed"),
+        ("target", "name"),
+        ("exit_code", "code_of_exit"),
+        ("backlog", "pending"),
+        ("ready", "ok"),
+        ("code", "warning_code"),
+        ("predicted", "foreseen"),
+    )
+    for old, new in renames:
         problems = _all_problems(_rename(emitted.lines, old, new))
         assert any(repr(old) in p or f"@{old}" in p or f" {old}:" in p for p in problems), (
             old,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,3 +114,37 @@ def jobs(pg_dsn: str, tmp_path: Path) -> Iterator[Jobs]:
     table = Jobs(pg_dsn, name, tmp_path)
     yield table
     table.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.ident))
+
+
+ROLE_PASSWORD = "Zq7-very-secret-pa55word"
+
+
+@pytest.fixture
+def make_role(jobs: Jobs) -> Iterator[Callable[[str], str]]:
+    """Create login roles with given grants on the `jobs` table (e.g. "SELECT, DELETE",
+    or "" for none); each call returns the role's DSN. The roles are dropped afterwards."""
+    created: list[str] = []
+
+    def make(grants: str) -> str:
+        role = f"r{len(created)}_{jobs.name}"
+        with connect(jobs.dsn) as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(ROLE_PASSWORD)
+                )
+            )
+            if grants:
+                conn.execute(
+                    sql.SQL("GRANT " + grants + " ON {} TO {}").format(
+                        jobs.ident, sql.Identifier(role)
+                    )
+                )
+        created.append(role)
+        host = jobs.dsn.split("@", 1)[1]
+        return f"postgresql://{role}:{ROLE_PASSWORD}@{host}"
+
+    yield make
+    with connect(jobs.dsn) as conn:
+        for role in created:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -12,16 +12,16 @@ import threading
 import time
 from typing import Any
 
-import cleanup.targets.postgres_db as pg_db
 import psycopg
 import pytest
 from psycopg import sql
 
-import cleanup.targets.postgres as pg_target
+import cleanup.targets.postgres.db as pg_db
+import cleanup.targets.postgres.target as pg_target
 from tests.postgres.conftest import Jobs, connect
 from tests.support.cli import run_cli
 
-LOCK_TIMEOUT_S = 2.0  # the target's lock_timeout (cleanup.targets.postgres_db.LOCK_TIMEOUT)
+LOCK_TIMEOUT_S = 2.0  # the target's lock_timeout (cleanup.targets.postgres.db.LOCK_TIMEOUT)
 
 
 def _lock_key(jobs: Jobs) -> tuple[str, str]:
@@ -203,11 +203,21 @@ def test_postgres_sigterm_finishes_the_current_batch_then_stops(jobs: Jobs) -> N
     try:
         lines = _read_until(proc, "item_deleted")
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        # The rest through the same file object: communicate() would read the pipe
+        # itself and lose the lines _read_until's iteration already buffered.
+        assert proc.stdout is not None and proc.stderr is not None
+        killer = threading.Timer(60, proc.kill)
+        killer.start()
+        try:
+            out, err = proc.stdout.read(), proc.stderr.read()
+            proc.wait(10)
+        finally:
+            killer.cancel()
     finally:
         proc.kill()
     lines += [json.loads(raw) for raw in out.splitlines()]
     assert proc.returncode == 143, err
+    assert err == "", f"json format wrote to stderr: {err}"
     summary = lines[-1]
     assert (summary["event"], summary["status"]) == ("run_finished", "interrupted")
     (target,) = [x for x in lines if x["event"] == "target_finished"]

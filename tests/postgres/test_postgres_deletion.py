@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 from psycopg import sql
 
-import cleanup.targets.postgres as pg_target
-from cleanup.targets.postgres import PostgresTarget
+import cleanup.targets.postgres.target as pg_target
+from cleanup.targets.postgres.target import PostgresTarget
 from tests.postgres.conftest import Jobs, connect, create_jobs_table
 from tests.support.cli import run_cli, utc
 
@@ -240,17 +240,19 @@ def test_postgres_empty_dsn_uses_libpq_environment(
 ) -> None:
     """With the DSN variable unset, libpq's PG* variables locate the server."""
     url = urlsplit(jobs.dsn)
-    for key, value in {
+    libpq = {
         "PGHOST": url.hostname,
         "PGPORT": str(url.port),
         "PGUSER": url.username,
         "PGPASSWORD": url.password,
         "PGDATABASE": url.path.lstrip("/"),
-    }.items():
+    }
+    for key, value in libpq.items():
         assert value
-        monkeypatch.setenv(key, value)
+        monkeypatch.setenv(key, value)  # libpq reads the process environment
     jobs.fill(3, "40 days", "completed")
-    result = run_cli(jobs.argv(), {})
+    # The configuration reads the environment main() is given: it must see them too.
+    result = run_cli(jobs.argv(), {k: v for k, v in libpq.items() if v})
     assert result.target("jobs")["deleted"] == 3, result.stdout
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from tests.s3.conftest import Bucket
+from tests.support.cli import Child
 from tests.support.faultproxy import delay_deletes, fault_proxy
 from tests.support.s3server import S3Endpoint
 
@@ -36,24 +37,19 @@ def test_sigterm_mid_run_finishes_batches_in_flight_counts_them_and_exits_143(
             "CLEANUP_MAX_AGE": "1s",
             "CLEANUP_LOG_LEVEL": "DEBUG",
         }
-        child = subprocess.Popen(
-            [sys.executable, "-m", "cleanup"], env=env, stdout=subprocess.PIPE, text=True
-        )
-        assert child.stdout is not None
+        child = Child([], env=env)
         seen = []
         for line in child.stdout:
             seen.append(line)
             if '"item_deleted"' in line:
                 child.send_signal(signal.SIGTERM)
                 break
-        # read() and not communicate(): this file object has already buffered lines ahead.
-        rest = child.stdout.read()
-        child.wait(timeout=60)
+        returncode, rest = child.ended(timeout=60)
     lines = [json.loads(raw) for raw in seen + rest.splitlines() if raw.startswith("{")]
     finished = [line for line in lines if line["event"] == "target_finished"]
     summary = lines[-1]
 
-    assert child.returncode == 143
+    assert returncode == 143
     assert summary["event"] == "run_finished"
     assert summary["status"] == "interrupted"
     assert finished[0]["status"] == "interrupted"
@@ -74,7 +70,7 @@ def test_volumes_only_run_never_imports_the_aws_sdk(tmp_path: Path) -> None:
         "from cleanup.cli import main\n"
         f"main(['--max-age', '1d'], environ={{'CLEANUP_VOLUMES': {str(volume)!r}}})\n" + probe
     )
-    control = "import sys, cleanup.targets.s3\n" + probe
+    control = "import sys, cleanup.targets.s3.target\n" + probe
 
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = subprocess.run(

@@ -138,6 +138,32 @@ def test_sweep_dry_run_with_cap_predicts_the_capped_count(
     assert len(bucket.object_keys("cap/")) == 1500
 
 
+def test_sweep_capped_dry_run_keeps_listing_and_reports_backlog_real_run_stops_at_cap(
+    s3: S3Endpoint, bucket: Bucket, tmp_path: Path
+) -> None:
+    """Past the cap a dry run lists on (four pages) and reports every eligible object as
+    `backlog`, `matched` staying at the cap; the real run deletes exactly the cap, stops,
+    reports no backlog, and both exit 3."""
+    bucket.put([f"cap/{i:04d}" for i in range(3500)], body=b"ab")
+    split = split_time()
+    bucket.put(["cap/fresh"])
+    config = write_config(tmp_path / "c.toml", [s3_target(s3.url, bucket.name, "cap/")])
+    argv = ["--config", str(config), "--max-deletions", "1200"]
+
+    dry = run_cli([*argv, "--dry-run"], now=run_at(split))
+    real = run_cli(argv, now=run_at(split))
+
+    preview, done = dry.target("outputs"), real.target("outputs")
+    assert (dry.exit_code, real.exit_code) == (3, 3), dry.stdout
+    assert (preview["status"], preview["scanned"], preview["backlog"]) == ("capped", 3501, 3500)
+    assert (preview["matched"], preview["deleted"], preview["bytes_freed"]) == (1200, 0, 2400)
+    assert dry.summary["targets"][0]["backlog"] == 3500
+    assert (done["status"], done["matched"], done["deleted"]) == ("capped", 1200, 1200)
+    assert "backlog" not in done
+    assert done["scanned"] < 3501  # the real run stopped listing at the cap
+    assert len(bucket.object_keys("cap/")) == 3501 - 1200
+
+
 def test_sweep_whole_bucket_allowed_deletes_every_old_object(
     s3: S3Endpoint, bucket: Bucket, tmp_path: Path
 ) -> None:

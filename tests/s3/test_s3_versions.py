@@ -8,6 +8,7 @@ delete those versions inside an otherwise successful DeleteObjects call.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.s3.conftest import Bucket, run_at, s3_target, split_time, write_config
@@ -98,3 +99,82 @@ def test_versions_all_legal_hold_per_key_error_counted_logged_and_partial(
     ]
     assert {(failed[0]["key"], failed[0]["version_id"])} == held
     assert bucket.versions("lk/")[0] == held
+
+
+def _locked_history(bucket: Bucket) -> set[tuple[str, str]]:
+    """Under lk/: a version under legal hold, one under GOVERNANCE retention for 3 more days,
+    three free ones and a deleted key (a free version and its delete marker). Returns the
+    (key, version) pairs that Object Lock keeps."""
+    client = bucket.client
+    held = client.put_object(
+        Bucket=bucket.name, Key="lk/held", Body=b"hold", ObjectLockLegalHoldStatus="ON"
+    )
+    kept = client.put_object(
+        Bucket=bucket.name,
+        Key="lk/kept",
+        Body=b"keep",
+        ObjectLockMode="GOVERNANCE",
+        ObjectLockRetainUntilDate=datetime.now(UTC) + timedelta(days=3),
+    )
+    bucket.put([f"lk/free{i}" for i in range(3)], body=b"fr")
+    bucket.put(["lk/gone"], body=b"g")
+    client.delete_object(Bucket=bucket.name, Key="lk/gone")
+    return {("lk/held", held["VersionId"]), ("lk/kept", kept["VersionId"])}
+
+
+def test_versions_all_dry_run_predicts_object_lock_failures_equal_to_the_real_run(
+    s3: S3Endpoint, locked_bucket: Bucket, tmp_path: Path
+) -> None:
+    """On a bucket with Object Lock, the dry run predicts the versions under legal hold or
+    unexpired retention as failed (`predicted`, AccessDenied, with the reason), so its
+    counters, status and exit code equal those of the real run that follows."""
+    bucket = locked_bucket
+    locked = _locked_history(bucket)
+    split = split_time()
+    config = write_config(
+        tmp_path / "c.toml", [s3_target(s3.url, bucket.name, "lk/", versions="all")]
+    )
+    counters = ("scanned", "matched", "failed", "bytes_freed", "status")
+
+    dry = run_cli(["--config", str(config), "--dry-run"], now=run_at(split))
+    versions_after_dry = bucket.versions("lk/")
+    real = run_cli(["--config", str(config)], now=run_at(split))
+
+    preview, done = dry.target("outputs"), real.target("outputs")
+    assert (dry.exit_code, real.exit_code) == (1, 1), dry.stdout
+    assert {k: preview[k] for k in counters} == {k: done[k] for k in counters}
+    assert (preview["status"], preview["matched"], preview["failed"]) == ("partial", 7, 2)
+    assert (preview["deleted"], done["deleted"]) == (0, 5)
+    assert dry.events("target_warning") == []  # the lock of every version could be read
+    predicted = dry.events("item_failed")
+    assert {(e["key"], e["version_id"]) for e in predicted} == locked
+    assert all(e["predicted"] is True and e["error"] == "AccessDenied" for e in predicted)
+    reasons = {e["key"]: e["reason"] for e in predicted}
+    assert reasons["lk/held"] == "Object Lock legal hold"
+    assert reasons["lk/kept"].startswith("Object Lock GOVERNANCE retention until ")
+    assert {(e["key"], e["version_id"]) for e in real.events("item_failed")} == locked
+    assert not any("predicted" in e for e in real.events("item_failed"))
+    assert len(versions_after_dry[0]) == 6 and len(versions_after_dry[1]) == 1
+    assert bucket.versions("lk/") == (locked, set())
+
+
+def test_versions_current_on_object_lock_bucket_predicts_no_failure_delete_markers_allowed(
+    s3: S3Endpoint, locked_bucket: Bucket, tmp_path: Path
+) -> None:
+    """With versions = "current" a delete only adds a delete marker, which Object Lock
+    allows: the dry run predicts no failure and the real run deletes every old object."""
+    bucket = locked_bucket
+    locked = _locked_history(bucket)
+    split = split_time()
+    config = write_config(tmp_path / "c.toml", [s3_target(s3.url, bucket.name, "lk/")])
+
+    dry = run_cli(["--config", str(config), "--dry-run"], now=run_at(split))
+    real = run_cli(["--config", str(config)], now=run_at(split))
+
+    preview, done = dry.target("outputs"), real.target("outputs")
+    assert (dry.exit_code, real.exit_code) == (0, 0), dry.stdout
+    assert (preview["status"], preview["matched"], preview["failed"]) == ("ok", 5, 0)
+    assert (done["status"], done["deleted"], done["failed"]) == ("ok", 5, 0)
+    assert dry.events("item_failed") == []
+    assert locked <= bucket.versions("lk/")[0]  # the locked versions stay, behind markers
+    assert bucket.object_keys("lk/") == set()

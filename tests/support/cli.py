@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+import threading
 from collections.abc import Mapping, Sequence
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
@@ -86,3 +89,42 @@ def assert_json_only(stdout: str, stderr: str) -> list[dict[str, Any]]:
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+class Child:
+    """`python -m cleanup argv` in a child process, stdout piped for the test to read.
+
+    stderr is drained by a thread: `ended()` fails the test if the run wrote anything
+    there (in json format nothing may go there).
+    """
+
+    def __init__(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cleanup", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+        )
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.stdout = self.proc.stdout
+        self.pid = self.proc.pid
+        self._errors: list[str] = []
+        stderr = self.proc.stderr
+        self._drain = threading.Thread(target=lambda: self._errors.append(stderr.read()))
+        self._drain.start()
+
+    def send_signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def ended(self, timeout: float = 60) -> tuple[int, str]:
+        """Wait for the run to end; its exit code and the stdout not read yet."""
+        # read() and not communicate(): the caller's iteration may have buffered lines ahead.
+        rest = self.stdout.read()
+        code = self.proc.wait(timeout=timeout)
+        self._drain.join(timeout)
+        assert "".join(self._errors) == "", f"json format wrote to stderr: {self._errors}"
+        return code, rest

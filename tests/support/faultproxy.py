@@ -13,6 +13,10 @@ Rules are plain callables; the ones here model what S3 does under load:
 - `require_content_md5()`: refuse DeleteObjects without a valid Content-MD5
   (Ceph RGW, older MinIO);
 - `delay_deletes(seconds)`: hold each DeleteObjects request before forwarding it;
+- `slow_down_deletes(seen)`: 503 SlowDown to every DeleteObjects (a store that
+  throttles every delete), telling the test once one has been retried;
+- `hold_deletes(release, seen)`: answer no DeleteObjects until released (a peer
+  that stops answering), then 503 without forwarding, so nothing is deleted;
 - `inject_listing_key(key)`: add a foreign key to every ListObjectsV2 answer
   (a store that ignores `Prefix`).
 
@@ -87,15 +91,32 @@ def _error(status: int, code: str, message: str) -> Response:
     return Response(status, {"Content-Type": "application/xml"}, body)
 
 
-def slow_down(fraction: float, seed: int = 1) -> Before:
-    """503 SlowDown for `fraction` of all requests (listing and deleting alike)."""
+def slow_down(
+    fraction: float,
+    seed: int = 1,
+    retry_after_ms: int | None = None,
+    seen: threading.Event | None = None,
+) -> Before:
+    """503 SlowDown for `fraction` of all requests (listing and deleting alike).
+
+    `retry_after_ms` adds an `x-amz-retry-after` header, which botocore's standard
+    retries honour (up to 5 s more than their own back-off): a client then surely waits
+    between attempts. `seen` is set at the first throttled answer.
+    """
     rng = random.Random(seed)
     lock = threading.Lock()
 
     def rule(request: Request) -> Response | None:
         with lock:
             hit = rng.random() < fraction
-        return _error(503, "SlowDown", "Please reduce your request rate.") if hit else None
+        if not hit:
+            return None
+        response = _error(503, "SlowDown", "Please reduce your request rate.")
+        if retry_after_ms is not None:
+            response.headers["x-amz-retry-after"] = str(retry_after_ms)
+        if seen is not None:
+            seen.set()
+        return response
 
     return rule
 
@@ -162,6 +183,40 @@ def delay_deletes(seconds: float) -> Before:
         if _is_delete_objects(request):
             time.sleep(seconds)
         return None
+
+    return rule
+
+
+def slow_down_deletes(retried: threading.Event | None = None) -> Before:
+    """503 SlowDown for every DeleteObjects; `retried` is set at the second one (with a
+    single batch in flight, its first retry)."""
+    answered = 0
+    lock = threading.Lock()
+
+    def rule(request: Request) -> Response | None:
+        nonlocal answered
+        if not _is_delete_objects(request):
+            return None
+        with lock:
+            answered += 1
+            if answered >= 2 and retried is not None:
+                retried.set()
+        return _error(503, "SlowDown", "Please reduce your request rate.")
+
+    return rule
+
+
+def hold_deletes(release: threading.Event, seen: threading.Event | None = None) -> Before:
+    """Leave every DeleteObjects unanswered until `release` is set (`seen` is set when the
+    first arrives), then answer 503: the upstream server never sees one."""
+
+    def rule(request: Request) -> Response | None:
+        if not _is_delete_objects(request):
+            return None
+        if seen is not None:
+            seen.set()
+        release.wait()
+        return _error(503, "ServiceUnavailable", "Released by the test.")
 
     return rule
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 import subprocess
-import sys
-import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-import cleanup.targets.volumes as volumes
+import cleanup.targets.volumes.sweep as volumes
 from tests.volumes.conftest import DAY, NOW, age, listing, make, sweep
+from tests.volumes.unprivileged import AS_NOBODY, sandbox
 
 
 @pytest.fixture
@@ -232,15 +230,34 @@ def test_sweep_cap_counts_removed_directories(tmp_path: Path, root: Path) -> Non
 
 
 def test_sweep_cap_in_dry_run_predicts_the_same_items(tmp_path: Path, root: Path) -> None:
-    """A capped dry run names exactly the items a capped real run deletes."""
+    """A capped dry run names exactly the items a capped real run deletes, and goes on
+    scanning to report as `backlog` every eligible item."""
     for i in range(10):
         make(root, f"d{i % 3}/f{i}", 30)
+    make(root, "d2/fresh", 1)
     dry = sweep(tmp_path, root, "--dry-run", "--max-deletions", "5", "--log-level", "DEBUG")
     real = sweep(tmp_path, root, "--max-deletions", "5", "--log-level", "DEBUG")
-    assert dry.target("v")["status"] == real.target("v")["status"] == "capped"
+    dry_t, real_t = dry.target("v"), real.target("v")
+    assert dry_t["status"] == real_t["status"] == "capped"
     would = [line["path"] for line in dry.events("item_would_delete")]
     assert would == [line["path"] for line in real.events("item_deleted")]
-    assert len(would) == 5
+    assert len(would) == 5 == dry_t["matched"] == real_t["deleted"]
+    assert (dry_t["backlog"], dry_t["scanned"]) == (10, 11)
+    assert "backlog" not in real_t and dry.exit_code == real.exit_code == 3
+
+
+def test_sweep_cap_in_dry_run_backlog_counts_directories_it_would_empty(
+    tmp_path: Path, root: Path
+) -> None:
+    """With remove_empty_dirs, the backlog also counts the directories an uncapped run removes."""
+    for i in range(4):
+        make(root, f"d{i}/f", 30)
+        age(root / f"d{i}", 30)
+    dry = sweep(tmp_path, root, "--dry-run", "--max-deletions", "1", remove_empty_dirs=True)
+    target = dry.target("v")
+    assert (target["matched"], target["backlog"]) == (1, 8)
+    uncapped = sweep(tmp_path, root, "--dry-run", remove_empty_dirs=True)
+    assert uncapped.target("v")["matched"] == 8 and "backlog" not in uncapped.target("v")
 
 
 def test_sweep_undeletable_file_counted_and_sweep_goes_on(tmp_path: Path, root: Path) -> None:
@@ -306,10 +323,10 @@ def test_sweep_directory_swapped_for_symlink_is_not_followed(
     make(root, "dir/old", 30)
     outside = tmp_path / "outside"
     make(outside, "old", 30)
-    real_enter = volumes.VolumeTarget._enter_dir
+    real_enter = volumes.Sweep._enter_dir
 
     def swap_then_enter(
-        self: volumes.VolumeTarget,
+        self: volumes.Sweep,
         ctx: object,
         stack: object,
         parent: volumes.DirFrame,
@@ -321,7 +338,7 @@ def test_sweep_directory_swapped_for_symlink_is_not_followed(
             os.symlink(outside, root / "dir")
         real_enter(self, ctx, stack, parent, name, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(volumes.VolumeTarget, "_enter_dir", swap_then_enter)
+    monkeypatch.setattr(volumes.Sweep, "_enter_dir", swap_then_enter)
     result = sweep(tmp_path, root)
     assert listing(outside) == {"old"}
     assert (root / "dir").is_symlink()
@@ -405,42 +422,18 @@ def test_sweep_require_mount_on_a_mount_sweeps(tmp_path: Path, root: Path) -> No
 
 def test_sweep_unreadable_subdir_counted_as_failed() -> None:
     """Run as an unprivileged user, a directory it cannot enter is a per-entry failure."""
-    if os.getuid() != 0:
-        pytest.skip("needs root to switch to an unprivileged user")
-    # pytest's tmp_path is private to root, so the unprivileged run gets its own directory.
-    base = Path(tempfile.mkdtemp(prefix="cleanup-priv-"))
-    try:
-        os.chmod(base, 0o755)
-        root = base / "root"
-        make(root, "locked/old", 30)
-        make(root, "open/old", 30)
+    with sandbox() as box:
+        root = box.base / "root"
+        stamp = time.time() - 30 * DAY  # the child runs on the real clock
+        for rel in ("locked/old", "open/old"):
+            os.utime(make(root, rel, 30), (stamp, stamp))
         os.chmod(root / "locked", 0o700)
         for path in (root, root / "open"):
             os.chmod(path, 0o777)
-        cfg = base / "cleanup.toml"
+        cfg = box.base / "cleanup.toml"
         cfg.write_text(f'[[volumes]]\nname = "v"\npath = "{root}"\nmax_age = "1d"\n')
-        proc = subprocess.run(
-            [
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                sys.executable,
-                "-m",
-                "cleanup",
-                "--config",
-                str(cfg),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parents[2],
-            timeout=60,
-            check=False,
-        )
-        lines = [json.loads(line) for line in proc.stdout.splitlines()]
-        target = next(line for line in lines if line["event"] == "target_finished")
+        run = box.run(AS_NOBODY, "--config", str(cfg))
+        target = run.target("v")
         assert (target["status"], target["failed"], target["deleted"]) == ("partial", 1, 1)
-        assert proc.returncode == 1
+        assert run.exit_code == 1
         assert (root / "locked" / "old").exists() and not (root / "open" / "old").exists()
-    finally:
-        shutil.rmtree(base)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -21,7 +22,17 @@ from cleanup import runner
 from cleanup.config import CliOptions, load_settings
 from cleanup.logs import configure
 from cleanup.targets.volumes.settings import VolumeSettings
-from tests.volumes.conftest import NOW, config, listing, make, sweep
+from tests.support.cli import Child
+from tests.volumes.conftest import (
+    NOW,
+    children,
+    config,
+    listing,
+    make,
+    process_state,
+    sweep,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -37,14 +48,21 @@ def root(tmp_path: Path) -> Path:
     return path
 
 
-def record_unlinks(monkeypatch: pytest.MonkeyPatch, log: Path, delay: float = 0.0) -> None:
-    """Make every unlink, in this process or a forked worker, append the caller's pid to `log`."""
+def record_unlinks(monkeypatch: pytest.MonkeyPatch, log: Path, meet: int = 0) -> None:
+    """Make every unlink, in this process or a forked worker, append the caller's pid to `log`.
+
+    With `meet`, each process's first unlink waits until `meet` processes have logged one:
+    no worker can sweep everything before the others have started.
+    """
     real_unlink = os.unlink
+    first = [True]
 
     def unlink(name: str, *, dir_fd: int | None = None) -> None:
         with open(log, "a") as out:
             out.write(f"{os.getpid()}\n")
-        time.sleep(delay)
+        if meet and first[0]:
+            first[0] = False
+            wait_for(lambda: len(set(log.read_text().split())) >= meet, f"{meet} unlinking pids")
         real_unlink(name, dir_fd=dir_fd)
 
     monkeypatch.setattr(os, "unlink", unlink)
@@ -71,7 +89,7 @@ def test_workers_share_the_tree_between_processes(
     make(root, "top-level-old", 30)
     make(root, "d0/fresh", 1)
     log = tmp_path / "unlinks"
-    record_unlinks(monkeypatch, log, delay=0.002)
+    record_unlinks(monkeypatch, log, meet=2)
     result = sweep(tmp_path, root, workers=2)
     pids = set(log.read_text().split())
     assert len(pids) == 2 and str(os.getpid()) not in pids
@@ -147,13 +165,28 @@ def test_workers_progress_events_carry_live_counters(
     for i in range(3000):
         make(root, f"d{i % 30}/f{i}", 30)
     real_lstat = os.lstat
+    shown = tmp_path / "progress-shown"
+    calls = [0]
 
-    def slow_lstat(name: str, *, dir_fd: int | None = None) -> os.stat_result:
-        time.sleep(0.001)  # about three seconds of work for two workers
+    def paused_lstat(name: str, *, dir_fd: int | None = None) -> os.stat_result:
+        # Each worker stops at its 600th entry (after counter reports at 256 and 512) until
+        # the coordinator has logged a progress event with deletions in it.
+        calls[0] += 1
+        if calls[0] == 600:
+            wait_for(shown.exists, "a progress event during the sweep")
         return real_lstat(name, dir_fd=dir_fd)
 
-    monkeypatch.setattr(os, "lstat", slow_lstat)
-    result = sweep(tmp_path, root, env={"CLEANUP_PROGRESS_INTERVAL": "1s"}, workers=2)
+    def watch(record: logging.LogRecord) -> bool:
+        if getattr(record, "event", None) == "progress" and getattr(record, "deleted", 0) > 0:
+            shown.touch()
+        return True
+
+    monkeypatch.setattr(os, "lstat", paused_lstat)
+    logging.getLogger("cleanup").addFilter(watch)
+    try:
+        result = sweep(tmp_path, root, env={"CLEANUP_PROGRESS_INTERVAL": "1s"}, workers=2)
+    finally:
+        logging.getLogger("cleanup").removeFilter(watch)
     progress = result.events("progress")
     assert progress, result.stdout
     assert all(0 < line["deleted"] <= 3000 for line in progress)
@@ -191,29 +224,104 @@ def test_workers_sigterm_reaches_a_worker_deep_in_one_subtree(tmp_path: Path) ->
     try:
         only = root / "only"
         only.mkdir()
+        old = time.time() - 30 * 86400
         for i in range(30_000):
-            os.close(os.open(only / f"f{i}", os.O_CREAT | os.O_WRONLY, 0o644))
-        time.sleep(1.1)
+            fd = os.open(only / f"f{i}", os.O_CREAT | os.O_WRONLY, 0o644)
+            os.utime(fd, (old, old))
+            os.close(fd)
         cfg = tmp_path / "c.toml"
         cfg.write_text(
-            f'max_age = "1s"\n[[volumes]]\nname = "deep"\npath = "{root}"\nworkers = 2\n'
+            f'max_age = "7d"\n[[volumes]]\nname = "deep"\npath = "{root}"\nworkers = 2\n'
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cleanup", "--config", str(cfg), "--log-level", "DEBUG"],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=Path(__file__).parents[2],
-        )
-        assert proc.stdout is not None
+        proc = Child(["--config", str(cfg), "--log-level", "DEBUG"], cwd=str(tmp_path))
         for seen, _line in enumerate(proc.stdout):
             if seen == 200:
                 break
         proc.send_signal(signal.SIGTERM)
-        rest = proc.stdout.read()
-        assert proc.wait(timeout=30) == 143
+        returncode, rest = proc.ended(timeout=30)
+        assert returncode == 143
         summary = json.loads(rest.splitlines()[-1])
         left = len(os.listdir(only))
         assert summary["status"] == "interrupted" and left > 0, "the worker swept on to the end"
         assert 30_000 - left == summary["deleted"]
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# Run in the CLI's process: every worker forked from it blocks on the file named `stuck`,
+# after writing its pid to MARK, either stopped (SIGSTOP) or in an open() that never returns.
+_STUCK_WORKER = """
+import os, signal, sys
+from cleanup import cli
+
+MARK, FIFO, HOW, CONFIG = sys.argv[1:5]
+real_unlink = os.unlink
+
+
+def unlink(name, *, dir_fd=None):
+    if name == "stuck":
+        with open(MARK + ".tmp", "w") as out:
+            out.write(str(os.getpid()))
+        os.rename(MARK + ".tmp", MARK)
+        if HOW == "stopped":
+            os.kill(os.getpid(), signal.SIGSTOP)
+        else:
+            open(FIFO).close()  # no writer ever comes
+    real_unlink(name, dir_fd=dir_fd)
+
+
+os.unlink = unlink
+sys.argv = ["cleanup", "--config", CONFIG]
+cli.main_exit()
+"""
+
+
+@pytest.mark.parametrize("how", ["stopped", "blocked"])
+def test_workers_stuck_worker_is_killed_after_sigterm_within_bound(
+    tmp_path: Path, root: Path, how: str
+) -> None:
+    """A worker that does not stop (SIGSTOPped, or blocked in a call that never returns) is
+    killed after the stop: run_finished comes within 10 s of SIGTERM, the target is
+    `interrupted`, the exit code 143, and no worker process is left."""
+    if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        pytest.skip("needs /proc/PID/task/TID/children to find the worker processes")
+    for i in range(40):
+        make(root, f"d{i % 8}/f{i}", 30)
+    make(root, "d3/stuck", 30)
+    mark, fifo = tmp_path / "stuck-pid", tmp_path / "never"
+    os.mkfifo(fifo)
+    cfg = config(tmp_path, root, max_age="1d", workers=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STUCK_WORKER, str(mark), str(fifo), how, cfg],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        wait_for(mark.exists, "a worker to reach the stuck file")
+        stuck = int(mark.read_text())
+        if how == "stopped":
+            wait_for(lambda: process_state(stuck) == "T", "the worker to stop")
+        workers = children(proc.pid)
+        assert stuck in workers and len(workers) == 2
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert err == "", f"json format wrote to stderr: {err}"
+    assert elapsed < 10, f"run_finished came {elapsed:.1f} s after SIGTERM"
+    summary = lines[-1]
+    assert summary["event"] == "run_finished" and proc.returncode == 143, out + err
+    assert (summary["status"], summary["exit_code"]) == ("interrupted", 143)
+    target = next(line for line in lines if line["event"] == "target_finished")
+    assert target["status"] == "interrupted", target
+    killed = [line for line in lines if line.get("code") == "worker_killed"]
+    assert [line["pid"] for line in killed] == [stuck]
+    assert {pid: process_state(pid) for pid in workers} == dict.fromkeys(workers, "gone")
+    assert (root / "d3" / "stuck").exists() and not err

@@ -19,6 +19,12 @@ that may not lock rows picks them without a lock and deletes them in halves
 that give way to row locks (`_around_locked_rows`). A full limited batch
 repeats its range with a smaller span, so nothing is left behind. Deletion
 never needs a primary key.
+
+The dry run counts instead (postgres_checks), and so does a run whose role may
+SELECT but not DELETE: its eligible rows are reported failed, so the preview and
+the real run end alike. After a stop request no new statement starts, back-off
+waits are cut short, and a statement that does not return is cancelled, then
+its socket cut (postgres_db.StopGuard).
 """
 
 from __future__ import annotations
@@ -34,16 +40,22 @@ from psycopg import errors, sql
 
 from cleanup.errors import TargetError, TargetSkipped
 from cleanup.targets.base import TargetContext
-from cleanup.targets.postgres.db import (
-    LOCK_TIMEOUT,
-    STATEMENT_TIMEOUT,
+from cleanup.targets.postgres import checks as postgres_checks
+from cleanup.targets.postgres.catalog import (
     TableInfo,
-    advisory_unlock,
-    connect,
-    describe,
     inspect_table,
     relation_blocks,
     table_lock_conflicts,
+)
+from cleanup.targets.postgres.db import (
+    LOCK_TIMEOUT,
+    STATEMENT_TIMEOUT,
+    StopGuard,
+    Stopped,
+    advisory_unlock,
+    connect,
+    describe,
+    require_dsn,
     try_advisory_lock,
 )
 from cleanup.targets.postgres.settings import PostgresSettings
@@ -69,8 +81,6 @@ MAX_SPAN_BLOCKS = 16384  # 128 MiB of heap per batch at most
 # How many quick lock waits one limited batch may spend isolating rows that other
 # sessions hold, when the role cannot SKIP LOCKED (each costs QUICK_LOCK_TIMEOUT).
 MAX_LOCK_PROBES = 64
-# The dry run's single count may scan a large table; it takes no row locks.
-COUNT_STATEMENT_TIMEOUT = "10min"
 _RETRYABLE = (
     errors.LockNotAvailable,  # lock_timeout
     errors.QueryCanceled,  # statement_timeout
@@ -95,69 +105,74 @@ class PostgresTarget:
         self.settings = settings
         self.table = sql.Identifier(settings.schema, settings.table)
         self.condition = eligible(settings)
+        self.count_query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
+            self.table, self.condition
+        )
 
     def _params(self, ctx: TargetContext) -> dict[str, object]:
         return {"cutoff": ctx.cutoff, "statuses": list(self.settings.statuses)}
 
+    def preflight(self, ctx: TargetContext) -> list[str]:
+        return postgres_checks.preflight(self.settings, ctx.stop)
+
     def run(self, ctx: TargetContext) -> None:
         s = self.settings
+        require_dsn(s)
         try:
-            conn = connect(s.dsn, ctx.stop)
-        except TargetError:
-            if ctx.stop.is_set():
-                return  # stopped while waiting to retry: interrupted, not failed
-            raise
+            conn = connect(s, ctx.stop)
+        except Stopped:
+            return  # stopped before a session was up: interrupted, not failed
         try:
-            if not try_advisory_lock(conn, s):
-                ctx.event(
-                    logging.INFO,
-                    "lock_not_acquired",
-                    "another session holds the cleanup lock of this table",
-                    schema=s.schema,
-                    table=s.table,
-                )
-                raise TargetSkipped(
-                    f"another session holds the advisory lock of table {s.schema}.{s.table}"
-                )
-            try:
-                info = inspect_table(conn, s, ctx.dry_run)
-                if not info.timestamp_indexed:
-                    ctx.event(
-                        logging.WARNING,
-                        "timestamp_not_indexed",
-                        "no index has the timestamp column as its leading column",
-                        table=info.qualified,
-                        column=s.timestamp_column,
-                    )
-                if ctx.dry_run:
-                    self._count(ctx, conn, info)
-                else:
-                    self._delete(ctx, conn, info)
-            finally:
-                if not conn.closed and not conn.broken:
-                    advisory_unlock(conn, s)
+            with StopGuard(conn, ctx.stop):
+                self._locked(ctx, conn)
+        except Stopped:
+            return
         except psycopg.Error as exc:
+            if ctx.stop.is_set():
+                return  # the statement in flight was cancelled or cut by the stop
             raise TargetError(
                 f"PostgreSQL error on table {s.schema}.{s.table}: {describe(exc, s.dsn)}"
             ) from exc
         finally:
             conn.close()
 
-    def _count(self, ctx: TargetContext, conn: Connection, info: TableInfo) -> None:
-        """Dry run: one count of eligible rows, in a read-only transaction."""
-        query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self.table, self.condition)
-        with conn.transaction():
-            conn.execute("SET LOCAL transaction_read_only = on")
-            conn.execute(
-                "SELECT set_config('statement_timeout', %s, true)", (COUNT_STATEMENT_TIMEOUT,)
+    def _locked(self, ctx: TargetContext, conn: Connection) -> None:
+        """The run proper, under the table's advisory lock."""
+        s = self.settings
+        if not try_advisory_lock(conn, s):
+            ctx.event(
+                logging.INFO,
+                "lock_not_acquired",
+                "another session holds the cleanup lock of this table",
+                schema=s.schema,
+                table=s.table,
             )
-            row = conn.execute(query, self._params(ctx)).fetchone()
-        count = int(str(row[0])) if row else 0
-        granted = ctx.budget.take(count) if count else 0
-        ctx.counters.scanned += count
-        ctx.counters.matched += granted
-        if ctx.debug and granted:
-            ctx.item_done(count=granted, table=info.qualified)
+            raise TargetSkipped(
+                f"another session holds the advisory lock of table {s.schema}.{s.table}"
+            )
+        try:
+            info = inspect_table(conn, s)
+            if not info.timestamp_indexed:
+                ctx.event(
+                    logging.WARNING,
+                    "timestamp_not_indexed",
+                    "no index has the timestamp column as its leading column",
+                    table=info.qualified,
+                    column=s.timestamp_column,
+                )
+            if info.delete_refused or ctx.dry_run:
+                count = postgres_checks.count_eligible(conn, self.count_query, self._params(ctx))
+                if info.delete_refused:
+                    postgres_checks.refused(ctx, info, count)
+                else:
+                    postgres_checks.predicted(ctx, info, count)
+            else:
+                self._delete(ctx, conn, info)
+            if not ctx.counters.matched and not ctx.stop.is_set():
+                postgres_checks.warn_if_statuses_never_match(ctx, conn, s, info)
+        finally:
+            if not conn.closed and not conn.broken:
+                advisory_unlock(conn, s)
 
     def _queries(self) -> Queries:
         return batch_queries(self.table, self.condition)
@@ -315,9 +330,13 @@ class PostgresTarget:
         timeouts propagate at once (the caller has another way round them)."""
         s = self.settings
         for n in range(BATCH_RETRIES + 1):
+            if ctx.stop.is_set():
+                raise Stopped
             try:
                 return attempt()
             except _RETRYABLE as exc:
+                if ctx.stop.is_set():
+                    raise Stopped from exc  # e.g. the stop guard cancelled the statement
                 if quick and isinstance(exc, errors.LockNotAvailable | errors.QueryCanceled):
                     raise
                 stats.retries += 1
@@ -334,7 +353,8 @@ class PostgresTarget:
                     attempt=n + 1,
                     error=describe(exc, s.dsn),
                 )
-                time.sleep(RETRY_BACKOFF_S * 2**n)
+                if ctx.wait(RETRY_BACKOFF_S * 2**n):
+                    raise Stopped from exc
         raise AssertionError("unreachable")
 
     @staticmethod

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -15,13 +17,14 @@ from urllib.parse import urlsplit
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
-    BotoCoreError,
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
+    ParamValidationError,
     ReadTimeoutError,
 )
+from botocore.retries import standard
 from botocore.utils import parse_timestamp
 
 from cleanup.targets.s3.settings import S3Settings
@@ -29,10 +32,13 @@ from cleanup.targets.s3.settings import S3Settings
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+# Generous, as a slow store needs: after a stop request no caller waits on them (the
+# target stops waiting for answers and abandons what is still unanswered, and the
+# retry handler below retries nothing), so they do not bound the stop.
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
-# Enough attempts to ride out SlowDown/503 bursts: standard mode backs off
-# exponentially (up to 20 s) between them.
+# Attempts per request, the first included. Enough to ride out SlowDown/503 bursts:
+# standard mode backs off exponentially (up to 20 s) between them.
 MAX_ATTEMPTS = 10
 # The first request only tells whether the store can be used at all; a missing
 # endpoint must fail the target in seconds, not after a minute of back-off.
@@ -59,7 +65,7 @@ def _config(attempts: int, endpoint_url: str, pool: int) -> Config:
     return Config(
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=READ_TIMEOUT_S,
-        retries={"mode": "standard", "max_attempts": attempts},
+        retries={"mode": "standard", "total_max_attempts": attempts},
         max_pool_connections=pool,
         # S3-compatible stores (MinIO, Ceph, R2) are reached by path, not by bucket host name.
         s3={"addressing_style": "path" if endpoint_url else "auto"},
@@ -92,12 +98,35 @@ def _add_content_md5(request: Any, **_: Any) -> None:
         request.headers["Content-MD5"] = base64.b64encode(digest).decode("ascii")
 
 
-def make_client(settings: S3Settings, attempts: int, pool: int) -> S3Client:
+def _retry_until_stop(client: S3Client, attempts: int, stop: threading.Event) -> None:
+    """botocore's standard retries, but with back-off sleeps that end at the stop request
+    and no retry at all after it.
+
+    botocore sleeps between attempts with time.sleep (up to 20 s each), which no stop
+    request can cut short. This handler goes first and always answers (False: no retry;
+    0: retry now, after it waited itself on the stop), so the built-in one is never asked;
+    the decision and the delay are still the standard policy's.
+    """
+    policy = standard.register_retry_handler(client, max_attempts=attempts)
+
+    def needs_retry(**kwargs: Any) -> float | bool:
+        if stop.is_set():
+            return False
+        delay = policy.needs_retry(**kwargs)
+        if delay is None or stop.wait(delay):
+            return False
+        return 0
+
+    # The stubs type every handler as returning None; needs-retry handlers return a delay.
+    client.meta.events.register_first("needs-retry.s3", needs_retry)  # type: ignore[arg-type]
+
+
+def make_client(settings: S3Settings, attempts: int, pool: int, stop: threading.Event) -> S3Client:
     """An S3 client whose credentials come from the SDK's default chain only (environment,
     web identity / IRSA, instance profile): no key is ever configured here.
 
     Built with botocore directly (the same chain and client boto3 would build), which
-    spares the run boto3's and s3transfer's import time.
+    spares the run boto3's and s3transfer's import time. Its retries end at `stop`.
     """
     core = botocore.session.get_session()
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
@@ -113,6 +142,7 @@ def make_client(settings: S3Settings, attempts: int, pool: int) -> S3Client:
     )
     if settings.endpoint_url:
         client.meta.events.register("before-sign.s3.DeleteObjects", _add_content_md5)
+    _retry_until_stop(client, attempts, stop)
     return client
 
 
@@ -135,14 +165,31 @@ def error_code(exc: ClientError) -> str:
     return str(status or "unknown")
 
 
+# AWS's bucket naming rules. S3-compatible stores may allow more (Ceph's relaxed names), so a
+# name outside them is never refused up front: it only explains an error the store gave.
+_AWS_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def bucket_name_problem(bucket: str) -> str:
+    """Why `bucket` is not a valid AWS bucket name ("" when it is one)."""
+    if _AWS_BUCKET_NAME.fullmatch(bucket) and ".." not in bucket:
+        return ""
+    return (
+        f"{bucket!r} is not a valid S3 bucket name (3 to 63 lowercase letters, digits, dots "
+        "and hyphens, starting and ending with a letter or a digit)"
+    )
+
+
 def describe(exc: Exception, settings: S3Settings, action: str) -> str:
     """A one-line operator message naming bucket, prefix, store and the S3 error code."""
     place = f"s3://{settings.bucket}/{settings.prefix} at {where(settings)}"
+    name_problem = bucket_name_problem(settings.bucket)
     if isinstance(exc, ClientError):
         code = error_code(exc)
         message = str(exc.response.get("Error", {}).get("Message") or "")
         hints = {
             "NoSuchBucket": "the bucket does not exist",
+            "InvalidBucketName": "the store refuses this bucket name",
             "AccessDenied": "access denied (check the IAM policy for this bucket and prefix)",
             "InvalidAccessKeyId": "the access key is not known to the store",
             "SignatureDoesNotMatch": "the secret key does not match the access key",
@@ -150,7 +197,16 @@ def describe(exc: Exception, settings: S3Settings, action: str) -> str:
             "AuthorizationHeaderMalformed": "wrong region for this bucket (set region)",
         }
         detail = hints.get(code, message or "request failed")
+        if name_problem and code in ("NoSuchBucket", "InvalidBucketName"):
+            detail += f"; {name_problem}"
         return f"cannot {action} {place}: {code}: {detail}"
+    if isinstance(exc, ParamValidationError):
+        # botocore refused the request before sending it; its report is multi-line and
+        # quotes regular expressions, so say what is wrong in plain words where we can.
+        if name_problem:
+            return f"cannot {action} {place}: {name_problem}; set bucket to its exact name"
+        report = _one_line(str(exc.kwargs.get("report", exc)))
+        return f"cannot {action} {place}: invalid request: {report}"
     if isinstance(exc, NoCredentialsError):
         return (
             f"cannot {action} {place}: no AWS credentials found in the default chain "
@@ -160,6 +216,18 @@ def describe(exc: Exception, settings: S3Settings, action: str) -> str:
         return f"cannot {action} {place}: the store is unreachable (connection failed)"
     if isinstance(exc, ReadTimeoutError):
         return f"cannot {action} {place}: the store did not answer within {READ_TIMEOUT_S} s"
-    if isinstance(exc, BotoCoreError):
-        return f"cannot {action} {place}: {type(exc).__name__}"
-    return f"cannot {action} {place}: {type(exc).__name__}: {exc}"
+    return f"cannot {action} {place}: {type(exc).__name__}: {_one_line(str(exc))}"
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """An SDK message as one line of bounded length (some quote whole answers)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def retries_cut_short(stop: threading.Event, exc: Exception) -> bool:
+    """Whether `exc` is one the stop request kept from being retried (a throttled answer,
+    a connection error): the target is then interrupted, not failed."""
+    if not stop.is_set():
+        return False
+    return not isinstance(exc, ClientError) or error_code(exc) in RETRYABLE_CODES

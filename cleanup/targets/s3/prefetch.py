@@ -16,17 +16,25 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 _ITEM, _END, _ERROR = "item", "end", "error"
+_POLL_S = 0.1  # how soon a waiting consumer or producer notices a stop or a close
+# How long close() waits for a producer still inside a request. A producer left behind
+# is a daemon that fetches nothing more: its next hand-over sees the close and ends it.
+CLOSE_WAIT_S = 0.5
 
 
 class Prefetch(Iterator[T], Generic[T]):
     """Iterates what `source()` yields; a thread, started at once, runs at most `depth` ahead.
 
-    An exception in the source is raised here, in the consumer. `close()` stops the
-    producer and waits for it, so no request is still running once the caller moved on.
+    An exception in the source is raised here, in the consumer. Iteration ends early
+    when `stop` is set, even while the producer is stuck in a request that never returns;
+    `close()` stops the producer and waits for it, but never longer than CLOSE_WAIT_S.
     """
 
-    def __init__(self, source: Callable[[], Iterator[T]], depth: int, name: str) -> None:
+    def __init__(
+        self, source: Callable[[], Iterator[T]], depth: int, name: str, stop: threading.Event
+    ) -> None:
         self._source = source
+        self._stop = stop
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
         self._halt = threading.Event()
         self._done = False
@@ -36,7 +44,7 @@ class Prefetch(Iterator[T], Generic[T]):
     def _put(self, entry: tuple[str, Any]) -> bool:
         while not self._halt.is_set():
             try:
-                self._queue.put(entry, timeout=0.1)
+                self._queue.put(entry, timeout=_POLL_S)
                 return True
             except queue.Full:
                 continue
@@ -53,18 +61,22 @@ class Prefetch(Iterator[T], Generic[T]):
         self._put((_END, None))
 
     def __next__(self) -> T:
-        if self._done:
-            raise StopIteration
-        kind, value = self._queue.get()
-        if kind == _ITEM:
-            item: T = value
-            return item
-        self._done = True
-        if kind == _ERROR:
-            raise value
+        while not self._done:
+            try:
+                kind, value = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self._stop.is_set():
+                    self._done = True
+                continue
+            if kind == _ITEM:
+                item: T = value
+                return item
+            self._done = True
+            if kind == _ERROR:
+                raise value
         raise StopIteration
 
     def close(self) -> None:
         self._done = True
         self._halt.set()
-        self._producer.join()
+        self._producer.join(CLOSE_WAIT_S)

@@ -1,24 +1,33 @@
 """S3 target: delete objects (or every version) older than the cutoff under one prefix.
 
-A streaming pipeline: the calling thread lists pages (ListObjectsV2, or
-ListObjectVersions for `versions = "all"`) and cuts the eligible items into
-DeleteObjects batches of at most 1000 keys; a small pool sends them, with at
-most IN_FLIGHT batches alive at once. Memory therefore holds a page and a few
-batches, whatever the size of the bucket.
+A streaming pipeline: a prefetch thread lists pages (ListObjectsV2, or
+ListObjectVersions for `versions = "all"`), the calling thread cuts the eligible
+items into DeleteObjects batches of at most 1000 keys, and each batch is sent in
+a thread of its own, at most IN_FLIGHT at once (s3_send.Flights). Memory therefore
+holds a page and a few batches, whatever the size of the bucket.
 
 The deletion budget is taken for a whole batch before it is sent and only the
 granted part is sent, so batches in flight can never take the target past
-`max_deletions`; keys that fail are given back.
+`max_deletions`; keys that fail are given back. A dry run past the cap goes on
+listing, to count the backlog.
+
+A dry run sends nothing; with `versions = "all"` on a bucket with Object Lock it reads
+the lock of each eligible version instead (s3_lock), in the same threads a real run
+sends from, and predicts the per-key AccessDenied the real run will get.
+
+A stop request ends the listing at once and lets the batches in flight finish, but
+waits for their answers STOP_DRAIN_S at most: keys whose DeleteObjects is still
+unanswered then are counted failed, their outcome unknown, and the target reports.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cleanup.errors import TargetError
 from cleanup.globs import Excluder
 from cleanup.targets.base import TargetContext
+from cleanup.targets.s3.checks import preflight_problems, warn_empty
 from cleanup.targets.s3.client import (
     MAX_ATTEMPTS,
     PROBE_ATTEMPTS,
@@ -33,8 +43,12 @@ from cleanup.targets.s3.client import (
     describe,
     error_code,
     make_client,
+    retries_cut_short,
 )
+from cleanup.targets.s3.listing import entries, list_pages
+from cleanup.targets.s3.lock import LOCKED, LockCheck, lock_check
 from cleanup.targets.s3.prefetch import Prefetch
+from cleanup.targets.s3.send import Flights
 from cleanup.targets.s3.settings import S3Settings
 
 if TYPE_CHECKING:
@@ -48,16 +62,37 @@ PAGES_AHEAD = 2  # listing pages fetched ahead of the batching
 KEY_RETRY_ROUNDS = 6
 KEY_RETRY_BASE_S = 0.2
 KEY_RETRY_MAX_S = 5.0
+# How long batches in flight may still take once the run is asked to stop. With the
+# listing's close (s3_prefetch.CLOSE_WAIT_S) this ends the target well inside the
+# runner's STOP_GRACE_S, so the target, not the runner, reports what became of each key.
+STOP_DRAIN_S = 5.0
+ABANDONED = (
+    "outcome unknown: the run stopped before the store answered this DeleteObjects "
+    "request; the object may or may not be deleted"
+)
 
 
 class Item(NamedTuple):
     key: str
     version_id: str | None  # None: the current object (versions = "current")
     size: int
+    marker: bool = False  # a delete marker (versions = "all")
+
+
+@dataclass(eq=False)
+class _Flight:
+    """One batch on its way: the items whose outcome is not settled yet."""
+
+    pending: list[Item]
+    abandoned: bool = False  # given up after the stop; a late answer no longer counts
 
 
 class _Fatal(Exception):
     """A batch failed as a whole in a way retrying cannot fix: stop the target."""
+
+
+class S3SendError(RuntimeError):
+    """An unexpected exception in a sending thread, chained to it (its traceback is logged)."""
 
 
 class S3Target:
@@ -67,53 +102,19 @@ class S3Target:
         self.all_versions = settings.versions == "all"
         self.excluder = Excluder(settings.exclude)
         self._lock = threading.Lock()  # counters written by the sending threads
+        self._found = False  # the listing returned at least one entry under the prefix
 
     # -- listing ---------------------------------------------------------------------------
 
-    def _pages(self, probe: S3Client, work: Future[S3Client]) -> Iterator[dict[str, Any]]:
-        """Listing pages; the first through the probe client, so an unusable store fails fast,
-        the others through the work client (built meanwhile)."""
-        bucket, prefix = self.settings.bucket, self.prefix
-        api = probe
-        if self.all_versions:
-            markers: dict[str, Any] = {}
-            while True:
-                versions = api.list_object_versions(Bucket=bucket, Prefix=prefix, **markers)
-                yield dict(versions)
-                if not versions.get("IsTruncated"):
-                    return
-                markers = {"KeyMarker": versions["NextKeyMarker"]}
-                if versions.get("NextVersionIdMarker"):
-                    markers["VersionIdMarker"] = versions["NextVersionIdMarker"]
-                api = work.result()
-        else:
-            token: dict[str, Any] = {}
-            while True:
-                page = api.list_objects_v2(Bucket=bucket, Prefix=prefix, **token)
-                yield dict(page)
-                if not page.get("IsTruncated"):
-                    return
-                token = {"ContinuationToken": page["NextContinuationToken"]}
-                api = work.result()
-
-    def _entries(self, page: dict[str, Any]) -> Iterator[tuple[str, str | None, int, datetime]]:
-        if self.all_versions:
-            for version in page.get("Versions", ()):
-                yield version["Key"], version["VersionId"], version["Size"], version["LastModified"]
-            for marker in page.get("DeleteMarkers", ()):
-                yield marker["Key"], marker["VersionId"], 0, marker["LastModified"]
-        else:
-            for obj in page.get("Contents", ()):
-                yield obj["Key"], None, obj["Size"], obj["LastModified"]
-
     def _eligible(self, ctx: TargetContext, pages: Iterator[dict[str, Any]]) -> Iterator[Item]:
-        """Items older than the cutoff and not excluded, counting `scanned` as it goes."""
+        """Items older than the cutoff and not excluded, counting `scanned` as it goes;
+        notes in `_found` whether anything at all lies under the prefix (excluded or not)."""
         prefix, cut = self.prefix, len(self.prefix)
         excluder = self.excluder if self.excluder else None
         cutoff = ctx.cutoff
         counters = ctx.counters
         for page in pages:
-            for key, version_id, size, modified in self._entries(page):
+            for key, version_id, size, modified, marker in entries(page, self.all_versions):
                 if not key.startswith(prefix):
                     raise TargetError(
                         f"listing s3://{self.settings.bucket}/{prefix} returned key {key!r} "
@@ -122,106 +123,143 @@ class S3Target:
                 rel = key[cut:]
                 if not rel:
                     continue  # the folder's own marker object: the root is never removed
+                self._found = True
                 if excluder is not None and excluder.excluded(rel.rsplit("/", 1)[-1], rel):
                     continue
                 counters.scanned += 1
                 if modified < cutoff:
-                    yield Item(key, version_id, size)
+                    yield Item(key, version_id, size, marker)
             if ctx.stop.is_set():
                 return
 
     # -- the run ---------------------------------------------------------------------------
 
-    def run(self, ctx: TargetContext) -> None:
-        if not self.prefix and not self.settings.allow_whole_bucket:
-            raise TargetError(
-                f"bucket {self.settings.bucket!r}: empty prefix refused "
-                "(set allow_whole_bucket = true to sweep the whole bucket)"
-            )
-        pool_size = IN_FLIGHT + 2
+    def _whole_bucket_refused(self) -> str:
+        if self.prefix or self.settings.allow_whole_bucket:
+            return ""
+        return (
+            f"bucket {self.settings.bucket!r}: empty prefix refused "
+            "(set allow_whole_bucket = true to sweep the whole bucket)"
+        )
+
+    def _client(self, ctx: TargetContext, attempts: int) -> S3Client:
         try:
-            probe = make_client(self.settings, PROBE_ATTEMPTS, pool_size)
+            return make_client(self.settings, attempts, IN_FLIGHT + 2, ctx.stop)
         except BotoCoreError as exc:
             raise TargetError(describe(exc, self.settings, "connect to")) from exc
+
+    def preflight(self, ctx: TargetContext) -> list[str]:
+        if refused := self._whole_bucket_refused():
+            return [refused]
+        return preflight_problems(self._client(ctx, PROBE_ATTEMPTS), self.settings)
+
+    def run(self, ctx: TargetContext) -> None:
+        if refused := self._whole_bucket_refused():
+            raise TargetError(refused)
+        probe = self._client(ctx, PROBE_ATTEMPTS)
         work: Future[S3Client] = Future()
-        pages = Prefetch(lambda: self._pages(probe, work), PAGES_AHEAD, f"s3-list-{ctx.name}")
+        pages = Prefetch(
+            lambda: list_pages(self.settings, probe, work),
+            PAGES_AHEAD,
+            f"s3-list-{ctx.name}",
+            ctx.stop,
+        )
         # The first page is on its way (through the probe client): build the work client
         # meanwhile, off the critical path.
         try:
-            client = make_client(self.settings, MAX_ATTEMPTS, pool_size)
-        except BotoCoreError as exc:
+            client = self._client(ctx, MAX_ATTEMPTS)
+        except TargetError as exc:
             work.set_exception(exc)
             pages.close()
-            raise TargetError(describe(exc, self.settings, "connect to")) from exc
+            raise
         work.set_result(client)
-        slots = threading.BoundedSemaphore(IN_FLIGHT)
-        failure: list[BaseException] = []
-        with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix=f"s3-{ctx.name}") as pool:
-
-            def release(future: Future[None]) -> None:
-                slots.release()
-                if (exc := future.exception()) is not None:
-                    failure.append(exc)
-
-            def dispatch(batch: list[Item]) -> bool:
-                """Send (or, in a dry run, count) one batch; False when the target must stop."""
-                if ctx.stop.is_set() or failure:
-                    return False
-                granted = ctx.budget.take(len(batch))
-                if granted:
-                    sent = batch[:granted]
-                    ctx.counters.matched += granted
-                    if ctx.dry_run:
-                        self._predicted(ctx, sent)
-                    else:
-                        slots.acquire()
-                        pool.submit(self._send, ctx, client, sent).add_done_callback(release)
-                return granted == len(batch)
-
-            try:
-                self._list_and_dispatch(ctx, pages, dispatch)
-            except (ClientError, BotoCoreError) as exc:
+        flights: Flights[_Flight] = Flights(IN_FLIGHT, ctx.stop, f"s3-{ctx.name}")
+        dispatch = self._dispatcher(ctx, client, flights)
+        complete = False
+        try:
+            complete = self._list_and_dispatch(ctx, pages, dispatch)
+        except (ClientError, BotoCoreError) as exc:
+            if not retries_cut_short(ctx.stop, exc):
                 raise TargetError(describe(exc, self.settings, "list")) from exc
-            finally:
-                pages.close()  # stops the listing thread: nothing is fetched after this
-            # Leaving the `with` waits for the batches in flight: they finish, even on SIGTERM.
-        if failure:
-            first = failure[0]
+        finally:
+            pages.close()  # stops the listing thread: nothing is fetched after this
+            # The batches in flight finish, also on a stop, but are not waited for longer
+            # than STOP_DRAIN_S after it: those still unanswered then are abandoned.
+            self._abandon(ctx, flights.drain(STOP_DRAIN_S))
+        if flights.errors:
+            first = flights.errors[0]
             if isinstance(first, _Fatal):
                 raise TargetError(str(first)) from first.__cause__
-            raise TargetError(f"unexpected error while deleting: {type(first).__name__}") from first
+            raise S3SendError(
+                f"a sending thread failed on s3://{self.settings.bucket}/{self.prefix}: "
+                f"{type(first).__name__}: {first}"
+            ) from first
+        if complete and not self._found and not ctx.stop.is_set():
+            warn_empty(ctx, client, self.settings)
+
+    def _dispatcher(
+        self, ctx: TargetContext, client: S3Client, flights: Flights[_Flight]
+    ) -> Callable[[list[Item]], bool]:
+        checks: list[LockCheck | None] = []  # read once, at the first batch of a dry run
+
+        def dispatch(batch: list[Item]) -> bool:
+            """Send (or, in a dry run, predict) one batch; False when the target must stop."""
+            if ctx.stop.is_set() or flights.errors:
+                return False
+            if ctx.dry_run and self.all_versions and not checks:
+                checks.append(lock_check(ctx, client, self.settings, self._start(ctx)))
+            checker = checks[0] if checks else None
+            wanted = len(batch)
+            granted = ctx.budget.take(wanted)
+            if granted:
+                flight = _Flight(batch[:granted])
+                if ctx.dry_run and checker is None:
+                    ctx.counters.matched += granted
+                    self._settle(ctx, flight, flight.pending, {})
+                elif not flights.room():  # the stop came while every slot was busy
+                    ctx.budget.give_back(granted)
+                    return False
+                else:
+                    ctx.counters.matched += granted
+                    if checker is not None:
+                        flights.start(flight, lambda: self._predict(ctx, checker, flight))
+                    else:
+                        flights.start(flight, lambda: self._send(ctx, client, flight))
+            # Past the cap a dry run goes on counting the backlog; a real run stops.
+            return granted == wanted or ctx.past_cap(wanted - granted)
+
+        return dispatch
+
+    def _start(self, ctx: TargetContext) -> datetime:
+        """The run's one clock reading (the cutoff is that minus max_age)."""
+        return ctx.cutoff + timedelta(seconds=self.settings.max_age)
 
     def _list_and_dispatch(
         self,
         ctx: TargetContext,
         pages: Prefetch[dict[str, Any]],
         dispatch: Callable[[list[Item]], bool],
-    ) -> None:
+    ) -> bool:
+        """List and hand out batches; True when the listing was read to its end."""
         batch: list[Item] = []
         for item in self._eligible(ctx, pages):
             batch.append(item)
             if len(batch) == BATCH_SIZE:
                 if not dispatch(batch):
-                    return
+                    return False
                 batch = []
-        if batch:
-            dispatch(batch)
-
-    def _predicted(self, ctx: TargetContext, batch: list[Item]) -> None:
-        ctx.counters.bytes_freed += sum(item.size for item in batch)
-        if ctx.debug:
-            for item in batch:
-                ctx.item_done(**self._fields(item))
+        return dispatch(batch) if batch else True
 
     def _fields(self, item: Item) -> dict[str, Any]:
         if self.all_versions:
             return {"key": item.key, "version_id": item.version_id, "size": item.size}
         return {"key": item.key, "size": item.size}
 
-    # -- sending (pool threads) ----------------------------------------------------------
+    # -- sending (flight threads) --------------------------------------------------------
 
-    def _send(self, ctx: TargetContext, client: S3Client, batch: list[Item]) -> None:
+    def _send(self, ctx: TargetContext, client: S3Client, flight: _Flight) -> None:
         """Delete one batch, retrying keys the store throttled; log and count every outcome."""
+        batch = flight.pending
         for item in batch:
             # Defence in depth: the listing was checked, but nothing leaves this process
             # for deletion unless it is inside the prefix.
@@ -231,30 +269,49 @@ class S3Target:
                     f"refusing to delete {item.key!r}: outside s3://{self.settings.bucket}/"
                     f"{self.prefix}"
                 )
-        pending = batch
+        pending = list(batch)
         codes: dict[Item, str] = {}
         for attempt in range(KEY_RETRY_ROUNDS + 1):
             if attempt:
                 delay = min(KEY_RETRY_MAX_S, KEY_RETRY_BASE_S * 2**attempt)
-                time.sleep(delay * (0.5 + random.random() / 2))
+                if ctx.wait(delay * (0.5 + random.random() / 2)):
+                    break  # stopping: the keys still throttled are given up
             try:
                 codes = self._delete(client, pending)
             except ClientError as exc:
                 code = error_code(exc)
                 if code not in RETRYABLE_CODES:
-                    self._settle(ctx, pending, dict.fromkeys(pending, code))
+                    self._settle(ctx, flight, pending, dict.fromkeys(pending, code))
                     raise _Fatal(describe(exc, self.settings, "delete objects in")) from exc
                 # Still throttled after botocore's own retries: back off and resend it all.
                 codes = dict.fromkeys(pending, code)
             except BotoCoreError as exc:
-                self._settle(ctx, pending, dict.fromkeys(pending, type(exc).__name__))
+                self._settle(ctx, flight, pending, dict.fromkeys(pending, type(exc).__name__))
+                if retries_cut_short(ctx.stop, exc):
+                    return
                 raise _Fatal(describe(exc, self.settings, "delete objects in")) from exc
             retry = [item for item in pending if codes.get(item) in RETRYABLE_CODES]
-            self._settle(ctx, [i for i in pending if codes.get(i) not in RETRYABLE_CODES], codes)
+            done = [item for item in pending if codes.get(item) not in RETRYABLE_CODES]
+            self._settle(ctx, flight, done, codes)
             if not retry:
                 return
             pending = retry
-        self._settle(ctx, pending, codes)
+        self._settle(ctx, flight, pending, codes)
+
+    def _predict(self, ctx: TargetContext, checker: LockCheck, flight: _Flight) -> None:
+        """Dry run on a bucket with Object Lock: predict which versions the lock keeps."""
+        batch = list(flight.pending)
+        held: dict[Item, str] = {}
+        reasons: dict[Item, str] = {}
+        for item in batch:
+            if ctx.stop.is_set():
+                break
+            if item.marker or item.version_id is None:
+                continue  # removing a delete marker is always allowed
+            reason = checker.held(ctx, item.key, item.version_id)
+            if reason is not None:
+                held[item], reasons[item] = LOCKED, reason
+        self._settle(ctx, flight, batch, held, reasons)
 
     def _delete(self, client: S3Client, items: list[Item]) -> dict[Item, str]:
         """One DeleteObjects call; returns the items it reports as failed, with their codes."""
@@ -282,20 +339,55 @@ class S3Target:
                     failed[item] = code
         return failed
 
-    def _settle(self, ctx: TargetContext, items: list[Item], failed: dict[Item, str]) -> None:
-        """Count and log the final outcome of `items`; hand failed ones back to the budget."""
+    def _settle(
+        self,
+        ctx: TargetContext,
+        flight: _Flight,
+        items: list[Item],
+        failed: dict[Item, str],
+        reasons: dict[Item, str] | None = None,
+    ) -> None:
+        """Count and log the final outcome of `items` (in a dry run, the predicted one);
+        hand failed ones back to the budget. Nothing more of an abandoned flight counts."""
         done = [item for item in items if item not in failed]
         lost = [item for item in items if item in failed]
         with self._lock:
-            ctx.counters.deleted += len(done)
+            if flight.abandoned:
+                return  # already counted as failed, outcome unknown: the answer came too late
+            settled = set(items)
+            flight.pending = [item for item in flight.pending if item not in settled]
+            if not ctx.dry_run:
+                ctx.counters.deleted += len(done)
             ctx.counters.bytes_freed += sum(item.size for item in done)
             ctx.counters.failed += len(lost)
         ctx.budget.give_back(len(lost))
         for item in lost:
-            ctx.item_failed(error=failed[item], **self._fields(item))
+            why = {"reason": reasons[item]} if reasons and item in reasons else {}
+            ctx.item_failed(failed[item], predicted=ctx.dry_run, **why, **self._fields(item))
         if ctx.debug:
             for item in done:
                 ctx.item_done(**self._fields(item))
+
+    def _abandon(self, ctx: TargetContext, flights: list[_Flight]) -> None:
+        """Flights still unanswered after the stop: their keys may or may not be gone.
+
+        They are not `deleted` (nothing confirmed it) but `failed`, each logged with an
+        error that says the outcome is unknown; a dry run's unchecked items stay predicted
+        deletions. The budget is not given back: the deletions may have happened.
+        """
+        for flight in flights:
+            with self._lock:
+                if flight.abandoned:
+                    continue
+                flight.abandoned = True
+                left, flight.pending = flight.pending, []
+                if ctx.dry_run:
+                    ctx.counters.bytes_freed += sum(item.size for item in left)
+                else:
+                    ctx.counters.failed += len(left)
+            if not ctx.dry_run:
+                for item in left:
+                    ctx.item_failed(ABANDONED, **self._fields(item))
 
 
 def create(settings: S3Settings) -> S3Target:

@@ -3,7 +3,7 @@
 Why processes: on local storage the sweep is CPU-bound, and what separates it
 from `find` is Python's cost per entry, not the kernel's. Threads share one
 interpreter lock and measured slower; forked workers each run the ordinary
-sweep (`VolumeTarget.sweep_from`) on a core of their own, so every safety rule
+sweep (`Sweep.sweep_from`) on a core of their own, so every safety rule
 holds exactly as with one worker.
 
 How the work is split: this process lists the root and hands its entries out
@@ -19,29 +19,33 @@ snapshots come back as messages on a second socket; this process logs them and
 adds them up, so lines never interleave and progress events see live counters.
 Which items a `max_deletions` cap lets through would depend on how the
 workers' timing falls, so a dry run could not name them; with a cap the target
-sweeps in one process instead (see `VolumeTarget.run`).
+sweeps in one process instead (see `VolumeTarget.run` in target.py).
 
 Stopping: a signal sets `ctx.stop` here; the workers are sent SIGTERM, finish
-the entry in hand, report and exit.
+the entry in hand, report and exit. One that has not exited a few seconds later
+(stopped, or blocked on a store that does not answer) is killed, and every wait
+for a worker is bounded, so the stop is too.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import select
 import selectors
 import signal
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Generator, Iterator
 from contextlib import suppress
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from typing import Any
 
 from cleanup.errors import TargetError
 from cleanup.targets.base import COUNTERS, TargetContext
-from cleanup.targets.volumes.target import DirFrame, Entry, VolumeTarget
+from cleanup.targets.volumes.sweep import DirFrame, Entry, Sweep
 
 _DIR, _LINK, _FILE, _OTHER = b"dlfo"
 _BATCH_ENTRIES = 256
@@ -49,6 +53,11 @@ _BATCH_BYTES = 32 * 1024
 _MESSAGE_BYTES = 128 * 1024  # the largest message either way; a batch stays far below it
 _REPORT_EVERY = 256  # entries between a worker's counter snapshots
 _POLL_S = 0.1  # how often the coordinator looks at the stop flag while it waits
+# After the stop is forwarded, how long a worker may take to finish its entry and exit
+# before it is killed, and how long the wait for a killed one may take: together well
+# inside the runner's grace, so `run_finished` comes within 10 s of SIGTERM.
+_WORKER_STOP_S = 3.0
+_REAP_S = 1.5
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _DRAIN_AT_ONCE = 512  # messages handled before the coordinator looks at its other duties
 
@@ -125,10 +134,10 @@ class _WorkerContext(TargetContext):
 
 
 def _work(
-    target: VolumeTarget,
+    target: Sweep,
     ctx: TargetContext,
     index: int,
-    root_fd: int,
+    root: DirFrame,
     root_dev: int,
     jobs: socket.socket,
     results: socket.socket,
@@ -169,9 +178,9 @@ def _work(
         return stop.is_set()
 
     try:
-        target.sweep_from(
-            worker, DirFrame(root_fd, _received(jobs), "", "", 0, 0), root_dev, stopping
-        )
+        # The root's own frame (its fd inherited across fork, and in a dry run what an
+        # unlink in it would meet), listing only the entries this worker is handed.
+        target.sweep_from(worker, replace(root, listing=_received(jobs)), root_dev, stopping)
     except Exception as exc:  # reported to the coordinator, which fails the target with it
         report()
         _send(results, ("error", f"{type(exc).__name__}: {exc}"))
@@ -203,7 +212,7 @@ class _Coordinator:
         self.jobs = jobs
         self.latest: dict[int, tuple[int, ...]] = {}  # each worker's last counter snapshot
         self.errors: list[str] = []
-        self.signalled = False
+        self.signalled_at: float | None = None  # when the stop was forwarded to the workers
         self.done = False  # every worker has closed its end of the results socket
         self.buffer = bytearray(_MESSAGE_BYTES)
 
@@ -229,10 +238,12 @@ class _Coordinator:
 
         try:
             while True:
-                if self.ctx.stop.is_set() and not self.signalled:
+                if self.ctx.stop.is_set() and self.signalled_at is None:
                     self.signal_workers()
                     if feeding:
                         end_feed()
+                if self.signalled_at is not None and self._past(_WORKER_STOP_S):
+                    return  # a worker is stuck: sweep_in_workers kills what still runs
                 for key, _mask in selector.select(timeout=_POLL_S):
                     if key.fileobj is results:
                         if not self._drain(results):
@@ -285,15 +296,72 @@ class _Coordinator:
             self.errors.append(message[1])
 
     def signal_workers(self) -> None:
-        self.signalled = True
+        """Forward the stop: each worker finishes the entry in hand, reports and exits."""
+        if self.signalled_at is not None:
+            return
+        self.signalled_at = time.monotonic()
         for pid in self.pids:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def _past(self, seconds: float) -> bool:
+        return self.signalled_at is not None and time.monotonic() >= self.signalled_at + seconds
 
-def sweep_in_workers(
-    target: VolumeTarget, ctx: TargetContext, root: DirFrame, root_dev: int
-) -> None:
+    def wind_down(self) -> tuple[list[int], list[int]]:
+        """Wait for every worker to end, bounded: one still running `_WORKER_STOP_S` after
+        the stop was forwarded (or after the sweep ended) is killed, and the wait for the
+        killed ones is bounded too. Returns (workers that ended abnormally, workers killed)."""
+        start = self.signalled_at if self.signalled_at is not None else time.monotonic()
+        codes = _reap(self.pids, start + _WORKER_STOP_S)
+        killed = [pid for pid in self.pids if pid not in codes]
+        for pid in killed:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # also ends a stopped (SIGSTOP) process
+        codes |= _reap(killed, time.monotonic() + _REAP_S)
+        for pid in killed:
+            self.ctx.warning(
+                "worker_killed",
+                f"volume worker process {pid} did not end within {_WORKER_STOP_S:.0f} s "
+                "of the stop request: killed"
+                + ("" if pid in codes else " (and not yet gone: blocked in the kernel?)"),
+                pid=pid,
+            )
+        abnormal = [pid for pid, code in codes.items() if code and pid not in killed]
+        return abnormal, killed
+
+
+def _reap(pids: list[int], deadline: float) -> dict[int, int]:
+    """Exit codes of those of `pids` that end by `deadline` (monotonic); never waits longer."""
+    codes: dict[int, int] = {}
+    pidfds: dict[int, int] = {}
+    for pid in pids:
+        with suppress(OSError):  # no pidfds (a kernel before 5.3): polled below instead
+            pidfds[pid] = os.pidfd_open(pid)
+    try:
+        while True:
+            for pid in pids:
+                if pid in codes:
+                    continue
+                try:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:  # reaped already
+                    done, status = pid, 0
+                if done:
+                    codes[pid] = os.waitstatus_to_exitcode(status)
+            left = [pidfds.get(pid, -1) for pid in pids if pid not in codes]
+            remaining = deadline - time.monotonic()
+            if not left or remaining <= 0:
+                return codes
+            if -1 in left:
+                select.select([], [], [], min(remaining, _POLL_S))
+            else:
+                select.select(left, [], [], remaining)  # a pidfd is readable once its process ends
+    finally:
+        for fd in pidfds.values():
+            os.close(fd)
+
+
+def sweep_in_workers(target: Sweep, ctx: TargetContext, root: DirFrame, root_dev: int) -> None:
     """Sweep from the open `root` with `target.settings.workers` processes; closes `root` after."""
     jobs, jobs_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     results, results_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -307,7 +375,7 @@ def sweep_in_workers(
                 try:
                     jobs.close()
                     results.close()
-                    code = _work(target, ctx, index, root.fd, root_dev, jobs_end, results_end)
+                    code = _work(target, ctx, index, root, root_dev, jobs_end, results_end)
                 finally:
                     os._exit(code)
             pids.append(pid)
@@ -321,8 +389,9 @@ def sweep_in_workers(
             coordinator.signal_workers()  # we are failing: workers must not go on alone
         for sock in (jobs, jobs_end, results, results_end):
             sock.close()  # a worker still sending gets EPIPE and ends
-        abnormal = [pid for pid in pids if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])]
+        abnormal, killed = coordinator.wind_down()
     if coordinator.errors:
         raise TargetError(f"a volume worker failed: {coordinator.errors[0]}")
-    if abnormal:
-        raise TargetError(f"{len(abnormal)} volume worker process(es) ended abnormally")
+    if abnormal or (killed and not ctx.stop.is_set()):
+        count = len(abnormal) + (0 if ctx.stop.is_set() else len(killed))
+        raise TargetError(f"{count} volume worker process(es) ended abnormally")

@@ -29,6 +29,13 @@ Name of the suspended dry-run twin: the full name plus "-dry-run", within 52 cha
 {{- end }}
 
 {{/*
+Name of the `helm test` pod that runs `cleanup --preflight`, within 63 characters.
+*/}}
+{{- define "cleanup.preflightName" -}}
+{{- printf "%s-preflight" (include "cleanup.fullname" . | trunc 53 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
 Create chart name and version as used by the chart label.
 */}}
 {{- define "cleanup.chart" -}}
@@ -81,6 +88,45 @@ Name of the Secret holding the PostgreSQL DSN, or "" when none is configured.
 {{- end }}
 
 {{/*
+Refuse to render a postgres target that no DSN source reaches: its run would only
+fail at night with "no DSN". A source is database.existingSecret or database.dsn
+(exposed under every dsn_env), an extraEnv entry named after the target's dsn_env
+or one of libpq's own variables (cleanup's LIBPQ_ENV), or any envFrom (the chart
+cannot see which keys a ConfigMap or Secret holds). The CLEANUP_PG_TABLE quick
+target reads CLEANUP_DATABASE_URL.
+*/}}
+{{- define "cleanup.checkDsn" -}}
+{{- $values := .Values }}
+{{- if not (or $values.database.existingSecret $values.database.dsn $values.envFrom) }}
+{{- $envNames := dict }}
+{{- range $values.extraEnv }}
+{{- /* An empty value counts as unset for cleanup. */}}
+{{- if or .value .valueFrom }}
+{{- $_ := set $envNames .name true }}
+{{- end }}
+{{- end }}
+{{- $libpq := false }}
+{{- range list "PGHOST" "PGHOSTADDR" "PGPORT" "PGDATABASE" "PGUSER" "PGSERVICE" }}
+{{- if hasKey $envNames . }}
+{{- $libpq = true }}
+{{- end }}
+{{- end }}
+{{- $targets := list }}
+{{- range $values.config.postgres }}
+{{- $targets = append $targets (dict "where" (printf "config.postgres %q" .name) "env" (default "CLEANUP_DATABASE_URL" .dsn_env)) }}
+{{- end }}
+{{- if hasKey $envNames "CLEANUP_PG_TABLE" }}
+{{- $targets = append $targets (dict "where" "extraEnv CLEANUP_PG_TABLE (the postgres quick target)" "env" "CLEANUP_DATABASE_URL") }}
+{{- end }}
+{{- range $targets }}
+{{- if not (or $libpq (hasKey $envNames .env)) }}
+{{- fail (printf "%s has no DSN source: set database.existingSecret to the name of a Secret holding the DSN (recommended; its key is database.secretKey), or database.dsn (stored in the release), or provide %s through extraEnv or envFrom" .where .env) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 The image reference: a digest wins over a tag; the tag defaults to the appVersion.
 */}}
 {{- define "cleanup.image" -}}
@@ -126,17 +172,182 @@ config.toml (SPEC section 3) rendered from .Values.config.
 {{ end }}
 
 {{/*
+The pod spec shared by the CronJob, its dry-run twin and the `helm test` pod, so
+none of them can drift from the others. Call with (dict "root" $ "mode" MODE):
+  "run"       the scheduled job;
+  "dry-run"   the twin: `--dry-run`, CLEANUP_DRY_RUN=true, and every volume mounted
+              read-only, so a preview cannot delete even by mistake;
+  "preflight" the `helm test` pod: `--preflight`, mounts read-write like the real
+              job (preflight checks that the roots are writable).
+*/}}
+{{- define "cleanup.podSpec" -}}
+{{- $root := .root }}
+{{- $values := $root.Values }}
+{{- $dryRun := eq .mode "dry-run" }}
+{{- $dsnSecret := include "cleanup.dsnSecretName" $root }}
+restartPolicy: Never
+serviceAccountName: {{ include "cleanup.serviceAccountName" $root }}
+automountServiceAccountToken: {{ $values.serviceAccount.automountServiceAccountToken }}
+{{- with $values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+terminationGracePeriodSeconds: {{ $values.terminationGracePeriodSeconds }}
+{{- with $values.podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  - name: cleanup
+    image: {{ include "cleanup.image" $root | quote }}
+    imagePullPolicy: {{ $values.image.pullPolicy }}
+    {{- $args := $values.extraArgs }}
+    {{- if $dryRun }}
+    {{- $args = append $args "--dry-run" }}
+    {{- else if eq .mode "preflight" }}
+    {{- $args = append $args "--preflight" }}
+    {{- end }}
+    {{- with $args }}
+    args:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    env:
+      - name: CLEANUP_CONFIG
+        value: /etc/cleanup/config.toml
+      {{- if $dsnSecret }}
+      {{- /* CLEANUP_DATABASE_URL always (also for a CLEANUP_PG_TABLE quick target),
+      plus every other dsn_env the postgres targets name. */}}
+      {{- $seen := dict }}
+      {{- range (prepend $values.config.postgres (dict)) }}
+      {{- $envName := default "CLEANUP_DATABASE_URL" .dsn_env }}
+      {{- if not (hasKey $seen $envName) }}
+      {{- $_ := set $seen $envName true }}
+      - name: {{ $envName }}
+        valueFrom:
+          secretKeyRef:
+            name: {{ $dsnSecret }}
+            key: {{ $values.database.secretKey }}
+      {{- end }}
+      {{- end }}
+      {{- end }}
+      - name: POD_NAME
+        valueFrom:
+          fieldRef:
+            fieldPath: metadata.name
+      - name: POD_NAMESPACE
+        valueFrom:
+          fieldRef:
+            fieldPath: metadata.namespace
+      - name: JOB_NAME
+        valueFrom:
+          fieldRef:
+            fieldPath: metadata.labels['{{ $values.jobNameLabel }}']
+      {{- range $values.extraEnv }}
+      {{- if not (and $dryRun (eq .name "CLEANUP_DRY_RUN")) }}
+      - {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- end }}
+      {{- if $dryRun }}
+      - name: CLEANUP_DRY_RUN
+        value: "true"
+      {{- end }}
+    {{- with $values.envFrom }}
+    envFrom:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $values.securityContext }}
+    securityContext:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $values.resources }}
+    resources:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    volumeMounts:
+      - name: config
+        mountPath: /etc/cleanup
+        readOnly: true
+      {{- /* The process's scratch space on a read-only root filesystem, never data:
+      volume targets must lie inside mounts or extraVolumeMounts. */}}
+      - name: tmp
+        mountPath: /tmp
+      {{- range $values.mounts }}
+      - name: {{ .name }}
+        mountPath: {{ .mountPath }}
+        {{- with .subPath }}
+        subPath: {{ . }}
+        {{- end }}
+        {{- if or .readOnly $dryRun }}
+        readOnly: true
+        {{- end }}
+      {{- end }}
+      {{- $extraMounts := list }}
+      {{- range $values.extraVolumeMounts }}
+      {{- /* A copy: the values are shared with the other templates. */}}
+      {{- $mount := deepCopy . }}
+      {{- if $dryRun }}
+      {{- $_ := set $mount "readOnly" true }}
+      {{- end }}
+      {{- $extraMounts = append $extraMounts $mount }}
+      {{- end }}
+      {{- with $extraMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+volumes:
+  - name: config
+    configMap:
+      name: {{ include "cleanup.fullname" $root }}
+      items:
+        - key: config.toml
+          path: config.toml
+  - name: tmp
+    {{- $emptyDir := dict }}
+    {{- range $key := list "sizeLimit" "medium" }}
+    {{- with get $values.tmpVolume $key }}
+    {{- $_ := set $emptyDir $key . }}
+    {{- end }}
+    {{- end }}
+    emptyDir: {{- toYaml $emptyDir | nindent 6 }}
+  {{- range $values.mounts }}
+  - name: {{ .name }}
+    persistentVolumeClaim:
+      claimName: {{ .claimName }}
+      {{- if or .readOnly $dryRun }}
+      readOnly: true
+      {{- end }}
+  {{- end }}
+  {{- with $values.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with $values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
 The Job template shared by the CronJob and its dry-run twin.
 Call with (dict "root" $ "dryRun" bool).
 */}}
 {{- define "cleanup.jobTemplate" -}}
 {{- $root := .root }}
 {{- $values := $root.Values }}
-{{- $dsnSecret := include "cleanup.dsnSecretName" $root }}
+{{- $component := ternary "dry-run" "cleanup" .dryRun }}
 metadata:
   labels:
     {{- include "cleanup.labels" $root | nindent 4 }}
-    app.kubernetes.io/component: {{ ternary "dry-run" "cleanup" .dryRun }}
+    app.kubernetes.io/component: {{ $component }}
 spec:
   backoffLimit: {{ $values.backoffLimit }}
   {{- with $values.activeDeadlineSeconds }}
@@ -147,13 +358,15 @@ spec:
   {{- end }}
   podFailurePolicy:
     rules:
-      # Exit code 2 is a usage or configuration error (SPEC section 7): a
-      # retry cannot fix it, so the Job fails at once and says so.
+      # Exit code 2 is a usage or configuration error: a retry cannot fix it.
+      # Exit code 3 is a capped run: the safety brake held, and a retry would
+      # delete another max_deletions. Either way the Job fails at once (SPEC
+      # sections 7 and 8), whatever backoffLimit says.
       - action: FailJob
         onExitCodes:
           containerName: cleanup
           operator: In
-          values: [2]
+          values: [2, 3]
       {{- if $values.podFailurePolicy.ignoreDisruptions }}
       # A pod evicted or preempted did not fail; its retry does not use up backoffLimit.
       - action: Ignore
@@ -165,7 +378,7 @@ spec:
     metadata:
       labels:
         {{- include "cleanup.selectorLabels" $root | nindent 8 }}
-        app.kubernetes.io/component: {{ ternary "dry-run" "cleanup" .dryRun }}
+        app.kubernetes.io/component: {{ $component }}
         {{- with $values.podLabels }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -175,140 +388,5 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
     spec:
-      restartPolicy: Never
-      serviceAccountName: {{ include "cleanup.serviceAccountName" $root }}
-      automountServiceAccountToken: {{ $values.serviceAccount.automountServiceAccountToken }}
-      {{- with $values.imagePullSecrets }}
-      imagePullSecrets:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $values.priorityClassName }}
-      priorityClassName: {{ . }}
-      {{- end }}
-      terminationGracePeriodSeconds: {{ $values.terminationGracePeriodSeconds }}
-      {{- with $values.podSecurityContext }}
-      securityContext:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      containers:
-        - name: cleanup
-          image: {{ include "cleanup.image" $root | quote }}
-          imagePullPolicy: {{ $values.image.pullPolicy }}
-          {{- $args := $values.extraArgs }}
-          {{- if .dryRun }}
-          {{- $args = append $args "--dry-run" }}
-          {{- end }}
-          {{- with $args }}
-          args:
-            {{- toYaml . | nindent 12 }}
-          {{- end }}
-          env:
-            - name: CLEANUP_CONFIG
-              value: /etc/cleanup/config.toml
-            {{- if $dsnSecret }}
-            {{- /* CLEANUP_DATABASE_URL always (also for a CLEANUP_PG_TABLE quick target),
-            plus every other dsn_env the postgres targets name. */}}
-            {{- $seen := dict }}
-            {{- range (prepend $values.config.postgres (dict)) }}
-            {{- $envName := default "CLEANUP_DATABASE_URL" .dsn_env }}
-            {{- if not (hasKey $seen $envName) }}
-            {{- $_ := set $seen $envName true }}
-            - name: {{ $envName }}
-              valueFrom:
-                secretKeyRef:
-                  name: {{ $dsnSecret }}
-                  key: {{ $values.database.secretKey }}
-            {{- end }}
-            {{- end }}
-            {{- end }}
-            - name: POD_NAME
-              valueFrom:
-                fieldRef:
-                  fieldPath: metadata.name
-            - name: POD_NAMESPACE
-              valueFrom:
-                fieldRef:
-                  fieldPath: metadata.namespace
-            - name: JOB_NAME
-              valueFrom:
-                fieldRef:
-                  fieldPath: metadata.labels['{{ $values.jobNameLabel }}']
-            {{- range $values.extraEnv }}
-            {{- if not (and $.dryRun (eq .name "CLEANUP_DRY_RUN")) }}
-            - {{- toYaml . | nindent 14 }}
-            {{- end }}
-            {{- end }}
-            {{- if .dryRun }}
-            - name: CLEANUP_DRY_RUN
-              value: "true"
-            {{- end }}
-          {{- with $values.envFrom }}
-          envFrom:
-            {{- toYaml . | nindent 12 }}
-          {{- end }}
-          {{- with $values.securityContext }}
-          securityContext:
-            {{- toYaml . | nindent 12 }}
-          {{- end }}
-          {{- with $values.resources }}
-          resources:
-            {{- toYaml . | nindent 12 }}
-          {{- end }}
-          volumeMounts:
-            - name: config
-              mountPath: /etc/cleanup
-              readOnly: true
-            - name: tmp
-              mountPath: /tmp
-            {{- range $values.mounts }}
-            - name: {{ .name }}
-              mountPath: {{ .mountPath }}
-              {{- with .subPath }}
-              subPath: {{ . }}
-              {{- end }}
-              {{- if .readOnly }}
-              readOnly: true
-              {{- end }}
-            {{- end }}
-            {{- with $values.extraVolumeMounts }}
-            {{- toYaml . | nindent 12 }}
-            {{- end }}
-      volumes:
-        - name: config
-          configMap:
-            name: {{ include "cleanup.fullname" $root }}
-            items:
-              - key: config.toml
-                path: config.toml
-        - name: tmp
-          {{- $emptyDir := dict }}
-          {{- range $key := list "sizeLimit" "medium" }}
-          {{- with get $values.tmpVolume $key }}
-          {{- $_ := set $emptyDir $key . }}
-          {{- end }}
-          {{- end }}
-          emptyDir: {{- toYaml $emptyDir | nindent 12 }}
-        {{- range $values.mounts }}
-        - name: {{ .name }}
-          persistentVolumeClaim:
-            claimName: {{ .claimName }}
-            {{- if .readOnly }}
-            readOnly: true
-            {{- end }}
-        {{- end }}
-        {{- with $values.extraVolumes }}
-        {{- toYaml . | nindent 8 }}
-        {{- end }}
-      {{- with $values.nodeSelector }}
-      nodeSelector:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $values.affinity }}
-      affinity:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $values.tolerations }}
-      tolerations:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
+      {{- include "cleanup.podSpec" (dict "root" $root "mode" (ternary "dry-run" "run" .dryRun)) | trim | nindent 6 }}
 {{- end }}
