@@ -92,15 +92,25 @@ class Podman:
         return run([*self.argv, *args], check=check, timeout=timeout, env=env)
 
 
+def _runroot(driver: str) -> Path:
+    """The store's run directory: beside it, unless that path is too long for overlay
+    ("the specified runroot is longer than 50 characters"), as it is in a deep checkout.
+    Then a short path of this checkout's own (a run directory is volatile anyway)."""
+    beside = STORES / driver / "run"
+    if len(str(beside)) <= 50:
+        return beside
+    checkout = hashlib.sha256(str(REPO).encode()).hexdigest()[:12]
+    return Path("/tmp") / f"cleanup-podman-run-{checkout}" / driver
+
+
 def podman_with(driver: str) -> Podman:
-    storage = STORES / driver
     return Podman(
         (
             shutil.which("podman") or "podman",
             "--root",
-            str(storage / "root"),
+            str(STORES / driver / "root"),
             "--runroot",
-            str(storage / "run"),
+            str(_runroot(driver)),
             "--storage-driver",
             driver,
             "--runtime",

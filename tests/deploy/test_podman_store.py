@@ -1,9 +1,12 @@
-"""The local test images' cache key: an image is rebuilt exactly when its recipe changes."""
+"""The repository's podman store: where it runs, and when a test image is rebuilt."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from tests.support import podman
 from tests.support.podman import recipe_tag
 
 
@@ -28,3 +31,17 @@ def test_recipe_tag_changed_file_or_build_arg_new_tag(tmp_path: Path) -> None:
     assert recipe_tag(recipe, {"V": "2"}) != before
     (recipe / "entrypoint.sh").write_text("exec postgres -c fsync=off\n")
     assert recipe_tag(recipe, {"V": "1"}) != before
+
+
+def test_runroot_deep_checkout_short_path_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout too deep for overlay's 50-character run directory limit gets a short one,
+    distinct per checkout; a shallow one keeps it beside the store."""
+    monkeypatch.setattr(podman, "STORES", Path("/w/.cache/containers"))
+    assert podman._runroot("overlay") == Path("/w/.cache/containers/overlay/run")
+    deep = Path("/tmp/a-rather-deep/checkout/.cache/containers")
+    monkeypatch.setattr(podman, "STORES", deep)
+    monkeypatch.setattr(podman, "REPO", deep.parents[1])
+    first = podman._runroot("overlay")
+    monkeypatch.setattr(podman, "REPO", Path("/tmp/another/checkout"))
+    assert len(str(first)) <= 50
+    assert first != podman._runroot("overlay")
