@@ -29,7 +29,8 @@ while IFS='=' read -r key value; do
 done <<< "$prepared"
 export CLEANUP_TEST_POSTGRES_IMAGE="${CLEANUP_TEST_POSTGRES_IMAGE:-$postgres_image}"
 export CLEANUP_TEST_S3_IMAGE="${CLEANUP_TEST_S3_IMAGE:-$s3_image}"
-echo "containers: storage driver $driver, images $CLEANUP_TEST_POSTGRES_IMAGE $CLEANUP_TEST_S3_IMAGE"
+echo "containers: storage driver $driver, base and images ready in $(($(date +%s) - began)) s:" \
+  "$CLEANUP_TEST_POSTGRES_IMAGE $CLEANUP_TEST_S3_IMAGE"
 
 # A short private path: unix socket paths are limited to 108 bytes.
 sockdir=$(mktemp -d /tmp/cleanup-podman.XXXXXX)
