@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what it needs, lints, type-checks, tests.
-# Usage: scripts/test.sh [--quick] [pytest args...]   (--quick skips the slow image build test)
+# Usage: scripts/test.sh [--quick] [--containers] [pytest args...]
+#   --quick       skips the slow image build test
+#   --containers  the same tests, with PostgreSQL and S3 servers in containers started by
+#                 testcontainers through podman, never local ones (scripts/containers/run.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 marker=()
-if [ "${1:-}" = "--quick" ]; then
+containers=false
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) marker=(-m "not slow") ;;
+    --containers) containers=true ;;
+    *) break ;;
+  esac
   shift
-  marker=(-m "not slow")
-fi
+done
 bash scripts/apt-deps.sh
 bash scripts/bootstrap.sh
 for hook in scripts/setup.d/*.sh; do
@@ -18,4 +26,10 @@ uv lock --check --offline 2>/dev/null || uv lock --check  # uv.lock is current (
 ruff check .
 ruff format --check .
 mypy --strict cleanup
+if [ "$containers" = true ]; then
+  check=()
+  # The whole suite runs the PostgreSQL and S3 fixtures: the engine must show both containers.
+  [ $# -gt 0 ] || check=(--check-created)
+  exec bash scripts/containers/run.sh "${check[@]}" "${marker[@]}" "$@"
+fi
 pytest "${marker[@]}" "$@"

@@ -24,6 +24,20 @@ from tests.support.s3server import S3Endpoint, s3_server, seed
 MAX_AGE = timedelta(days=1)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "moto_only(reason): needs what only moto does; skipped on MinIO"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _moto_only(request: pytest.FixtureRequest) -> None:
+    """Skip a `moto_only` test when the session's S3 server is not moto (MinIO under Docker)."""
+    marker = request.node.get_closest_marker("moto_only")
+    if marker is not None and request.getfixturevalue("s3").kind != "moto":
+        pytest.skip(f"moto only: {marker.args[0]}")
+
+
 @pytest.fixture(scope="session")
 def s3() -> Iterator[S3Endpoint]:
     with s3_server() as endpoint, pytest.MonkeyPatch.context() as patch:
