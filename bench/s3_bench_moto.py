@@ -1,9 +1,14 @@
-"""Benchmark: deleting N objects under an S3 prefix with cleanup, `rclone delete` and `s5cmd rm`.
+"""Benchmark on moto: deleting N objects under an S3 prefix with cleanup, rclone and s5cmd.
+
+The S3 benchmark proper is bench/s3_bench.py, against bench/s3standin.py, which answers
+at real S3's latency and concurrency. This older one is kept because it runs the tools
+against a full S3 implementation (moto), but moto's single-process server is its
+bottleneck: its ratios say how the tools load a slow server, not how they do on S3.
 
 Usage (from the repository root, after scripts/bootstrap.sh):
 
-    .venv/bin/python bench/s3_bench.py                 # 20,000 objects, 3 runs per tool
-    .venv/bin/python bench/s3_bench.py --memory 20000,200000   # cleanup's peak RSS per size
+    .venv/bin/python bench/s3_bench_moto.py                 # 20,000 objects, 3 runs per tool
+    .venv/bin/python bench/s3_bench_moto.py --memory 20000,200000   # cleanup's peak RSS per size
 
 The S3 server is moto in its own process on 127.0.0.1 (tests/support/s3server.py),
 so its CPU time is measured apart from the clients'. For every run each tool gets
