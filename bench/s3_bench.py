@@ -428,11 +428,11 @@ def acceptance(results: list[tuple[Scenario, dict[str, list[Sample]]]]) -> list[
                 and s.wall_s <= factor * scenario.bound_s
                 and (s.throttled_logged or not must_log)
             )
-            target = f"target <= {factor}x" if factor else "no target at this rate and size"
+            goal = f"target <= {factor}x" if factor else "no target at this rate and size"
             lines.append(
                 f"- {scenario.label}: exit {s.exit_code}, {s.wall_s:.1f} s = "
                 f"{s.wall_s / scenario.bound_s:.2f}x the bound {scenario.bound_s:.1f} s "
-                f"({target}), old keys left {s.old_left:,}, others kept "
+                f"({goal}), old keys left {s.old_left:,}, others kept "
                 f"{'yes' if s.kept_all else 'NO'}, s3_throttled logged "
                 f"{'yes' if s.throttled_logged else 'no'}" + (f": {verdict(ok)}" if factor else "")
             )

@@ -251,7 +251,10 @@ class Store:
                     fresh_lost_n += 1
                     if len(fresh_lost) < 5:
                         fresh_lost.append(keys[i])
-        outside_lost = [keys[i] for i in range(len(keys)) if not lo <= i < hi and not alive[i]]
+        outside_lost: list[str] = []
+        if alive[:lo].count(0) or alive[hi:].count(0):
+            outside = (i for i in range(len(keys)) if not lo <= i < hi)
+            outside_lost = [keys[i] for i in outside if not alive[i]]
         stats = bucket.stats
         return {
             "ok": not (old_left_n or fresh_lost_n or outside_lost),
@@ -416,11 +419,11 @@ class Store:
         quiet = _QUIET.search(body) is not None
         entries: list[tuple[bytes, bytes | None]] = []
         for obj in _OBJECT.findall(body):
-            key = _KEY.search(obj)
-            if key is None:
+            found = _KEY.search(obj)
+            if found is None:
                 return 400, _error("MalformedXML", "an Object without a Key")
             version = _VERSION.search(obj) if b"<VersionId>" in obj else None
-            entries.append((key.group(1), version.group(1) if version else None))
+            entries.append((found.group(1), version.group(1) if version else None))
         if len(entries) > MAX_KEYS:
             return 400, _error("MalformedXML", "more than 1000 keys")
         granted = bucket.take(len(entries))
@@ -429,8 +432,8 @@ class Store:
             return 503, _error("SlowDown", "Please reduce your request rate.")
         out = [f'<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns="{NS}">']
         keys, alive = bucket.keys, bucket.alive
-        for n, (raw, version) in enumerate(entries):
-            vid = f"<VersionId>{version.decode()}</VersionId>" if version is not None else ""
+        for n, (raw, vid_raw) in enumerate(entries):
+            vid = f"<VersionId>{vid_raw.decode()}</VersionId>" if vid_raw is not None else ""
             if n >= granted:
                 out.append(
                     f"<Error><Key>{raw.decode()}</Key>{vid}<Code>SlowDown</Code>"
@@ -530,7 +533,7 @@ class Server:
     @staticmethod
     async def _body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
                 if size == 0:
