@@ -211,7 +211,9 @@ def read_events(text: str) -> list[dict[str, Any]]:
     return events
 
 
-def run_once(tool: str, s3: StandIn, scenario: Scenario, s5cmd: str, options: list[str]) -> Sample:
+def run_once(
+    tool: str, s3: StandIn, scenario: Scenario, s5cmd: str, options: list[str], checksums: bool
+) -> Sample:
     bucket = f"{tool}-{uuid.uuid4().hex[:10]}"
     s3.seed(
         bucket=bucket,
@@ -223,6 +225,7 @@ def run_once(tool: str, s3: StandIn, scenario: Scenario, s5cmd: str, options: li
         delete_ms=scenario.delete_ms,
         throttle_rate=scenario.throttle_rate,
         throttle_mode=scenario.throttle_mode,
+        checksums=checksums,
     )
     with tempfile.TemporaryDirectory(prefix="s3bench-") as work:
         config = Path(work) / "cleanup.toml"
@@ -347,9 +350,11 @@ def throttle_table(scenario: Scenario, runs: dict[str, list[Sample]]) -> list[st
             )
             field_ = "n/a" if tool != "cleanup" else str(s.throttled_field)
             lines.append(
-                f"| {tool} | {s.exit_code} | {s.wall_s:.1f} s | {s.wall_s / scenario.bound_s:.2f}x | "
+                f"| {tool} | {s.exit_code} | {s.wall_s:.1f} s | "
+                f"{s.wall_s / scenario.bound_s:.2f}x | "
                 f"{s.old_left:,} | {'yes' if s.kept_all else 'NO'} | {logged} | {field_} | "
-                f"{s.server.get('throttled_keys', 0):,} / {s.server.get('throttled_requests', 0):,} |"
+                f"{s.server.get('throttled_keys', 0):,} / "
+                f"{s.server.get('throttled_requests', 0):,} |"
             )
     return lines
 
@@ -473,6 +478,11 @@ def main() -> int:
         metavar="KEY=TOML",
         help="an extra key of cleanup's [[s3]] table, e.g. list_parallelism=8 (repeatable)",
     )
+    parser.add_argument(
+        "--no-checksums",
+        action="store_true",
+        help="list objects without ChecksumAlgorithm/ChecksumType (as objects from before 2025)",
+    )
     parser.add_argument("--json", help="also write every sample to this file")
     args = parser.parse_args()
 
@@ -487,7 +497,9 @@ def main() -> int:
             runs: dict[str, list[Sample]] = {tool: [] for tool in tools}
             for run in range(count):
                 for tool in tools:  # interleaved: drift in the machine hits every tool alike
-                    sample = run_once(tool, s3, scenario, s5cmd, args.cleanup_option)
+                    sample = run_once(
+                        tool, s3, scenario, s5cmd, args.cleanup_option, not args.no_checksums
+                    )
                     runs[tool].append(sample)
                     progress(sample, run + 1)
             results.append((scenario, runs))

@@ -7,8 +7,8 @@ Three measurements, each on a freshly seeded bucket of bench/s3standin.py:
 2. the same under py-spy, sampling the thread that holds the GIL (`--gil`, by
    function): each sample is put in one phase (listing request, delete request,
    cleanup's per-key loop, start-up, other) and one layer (botocore's response
-   parser, serializer, signer, HTTP, ...); samples / rate is GIL-held time, so the
-   table reads in µs per key, to hold against measurement 1's CPU per key.
+   parser, serializer, signer, HTTP, ...); the shares are scaled to measurement 1's
+   CPU, so the table reads in µs of CPU per key.
 3. botocore alone, in this process, on the same stand-in with no latency: thread CPU
    of parsing one 1000-key ListObjectsV2 page (default timestamp parser, and the
    standard library's as cleanup configures it), of a whole list_objects_v2 call, and
@@ -101,6 +101,7 @@ def seed(s3: StandIn, args: argparse.Namespace, **latency: float) -> str:
         subprefixes=args.subprefixes,
         list_ms=latency.get("list_ms", args.list_ms),
         delete_ms=latency.get("delete_ms", args.delete_ms),
+        checksums=not args.no_checksums,
     )
     return bucket
 
@@ -200,13 +201,14 @@ def analyse(raw: Path, rate: int, cpu_s: float, keys: int, top: int) -> list[str
         total += count
     if not total:
         return ["py-spy recorded no samples"]
-    per_sample_us = 1e6 / rate / keys
+    # Shares of the samples, scaled to the unprofiled run's CPU: samples / rate is time
+    # holding the GIL, which on a busy machine includes time descheduled while holding it.
+    per_sample_us = cpu_s * 1e6 / total / keys
     held = total / rate
     lines = [
-        f"\nGIL-held time per key by phase and layer: {total:,} samples at {rate}/s = "
-        f"{held:.2f} s for {keys:,} keys = {held * 1e6 / keys:.1f} µs/key, against "
-        f"{cpu_s * 1e6 / keys:.1f} µs/key of CPU in the unprofiled run (the rest: code "
-        "outside the GIL, such as socket and TLS calls, the kernel, and py-spy's pauses):\n",
+        f"\nCPU per key by phase and layer: {total:,} GIL-holding samples ({held:.2f} s at "
+        f"{rate}/s), their shares scaled to the unprofiled run's {cpu_s:.2f} s of CPU for "
+        f"{keys:,} keys = {cpu_s * 1e6 / keys:.1f} µs/key:\n",
         "| phase | layer | µs/key | share | per 1000 keys |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
@@ -328,6 +330,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=15, help="calls per botocore figure")
     parser.add_argument("--raw", help="keep py-spy's raw stacks in this file")
+    parser.add_argument("--no-checksums", action="store_true", help="see bench/s3_bench.py")
     parser.add_argument("--cleanup-option", action="append", default=[], metavar="KEY=TOML")
     args = parser.parse_args()
 

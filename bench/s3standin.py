@@ -21,10 +21,15 @@ S3 REST API spoken (path-style addressing, any credentials, no signature check):
 - HeadBucket, GetBucketLocation, ListBuckets. Anything else is answered 501
   NotImplemented and counted in the bucket's `unsupported` stat.
 
+Each listed object carries what S3 lists for an object uploaded since 2025: Key,
+LastModified, ETag, ChecksumAlgorithm, ChecksumType, Size, StorageClass (seed with
+"checksums": false to leave out the two checksum elements, as older objects list).
+
 Control API (JSON, under /_standin/, never delayed):
 - POST /_standin/seed    {"bucket", "old", "fresh", "subprefixes", "top_level", "prefix",
                           "list_ms", "delete_ms", "throttle_rate", "throttle_mode",
-                          "throttle_burst", "size"}: (re)creates the bucket with generated keys
+                          "throttle_burst", "size", "checksums"}: (re)creates the bucket
+                          with generated keys
 - GET  /_standin/check?bucket=B: which keys remain (old ones under the prefix must be gone,
                           every other key kept) and the bucket's request stats
 - POST /_standin/drop?bucket=B, POST /_standin/reset: free buckets
@@ -77,6 +82,10 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 OLD_STAMP = "2020-01-01T00:00:00.000Z"
 ETAG = "&quot;0f343b0931126a20f133d67c2b018a3b&quot;"  # md5 of 1 KiB of zeros
+# S3 lists an object uploaded with a checksum (the default since 2025) with these two.
+CHECKSUM = (
+    "<ChecksumAlgorithm>CRC64NVME</ChecksumAlgorithm><ChecksumType>FULL_OBJECT</ChecksumType>"
+)
 MAX_KEYS = 1000
 SENTINELS = (
     ["output"]
@@ -132,6 +141,7 @@ class Bucket:
     fresh_stamp: str = OLD_STAMP
     size: int = 1024
     plain: bool = True  # every key matches _PLAIN
+    checksums: bool = True  # list ChecksumAlgorithm and ChecksumType, as S3 does
     list_s: float = 0.0
     delete_s: float = 0.0
     rate: float = 0.0  # keys/s; 0 = no throttling
@@ -218,6 +228,7 @@ class Store:
             fresh=flags,
             fresh_stamp=_stamp(time.time() - 1),
             size=int(spec.get("size", 1024)),
+            checksums=bool(spec.get("checksums", True)),
             # Generated keys are the prefix plus plain characters; the sentinels are plain.
             plain=_PLAIN.fullmatch(prefix) is not None,
             list_s=float(spec.get("list_ms", self.default_list_s * 1000)) / 1000,
@@ -406,6 +417,8 @@ class Store:
         bucket: Bucket, indexes: list[int], enc: Any, out: list[str], tag: str, extra: str
     ) -> None:
         tail = f"</Key>{extra}<LastModified>{{}}</LastModified><ETag>{ETAG}</ETag>"
+        if bucket.checksums:
+            tail += CHECKSUM
         tail += f"<Size>{bucket.size}</Size><StorageClass>STANDARD</StorageClass></{tag}>"
         tails = (tail.format(OLD_STAMP), tail.format(bucket.fresh_stamp))
         opening = f"<{tag}><Key>"
