@@ -8,7 +8,9 @@ N old keys under `output/` (LastModified in 2020), N/100 fresh keys interleaved 
 them (seeding time, named `<old key>.new`), and 16 old sentinels outside the prefix
 (`output`, `output-archive/*`, `outputs/*`, `keep/*`). After each run the server
 checks that exactly the old keys under the prefix are gone and every other key is
-kept; a run that fails the check is reported WRONG.
+kept; a run that fails the check is reported WRONG. Listed objects carry what S3
+lists for objects uploaded since 2025, ChecksumAlgorithm and ChecksumType included
+(`--no-checksums` leaves those two out, as for older objects: less XML to parse).
 
 What each tool is given, so both do the same work (list everything under the prefix,
 pick the old keys, delete them):
@@ -42,6 +44,8 @@ Commands (from the repository root, after scripts/bootstrap.sh):
     .venv/bin/python bench/s3_bench.py --only speed --latencies 0/0 --layouts 0
     # a future cleanup option, added to the [[s3]] table as written
     .venv/bin/python bench/s3_bench.py --cleanup-option list_parallelism=8
+    # sub-prefixes plus keys directly under the prefix
+    .venv/bin/python bench/s3_bench.py --only speed --layouts 100 --top-level 5000
     # a quick look (20,000 keys, one run each)
     .venv/bin/python bench/s3_bench.py --objects 20000 --runs 1 --memory-objects 0 \
         --throttles 3500:20000,500:5000
@@ -99,10 +103,13 @@ class Scenario:
     delete_ms: float
     throttle_rate: float = 0.0
     throttle_mode: str = "keys"
+    top_level: int = 0  # of the keys, how many sit directly under the prefix (sub-prefixes only)
 
     @property
     def label(self) -> str:
         layout = f"under {self.subprefixes} sub-prefixes" if self.subprefixes else "flat"
+        if self.subprefixes and self.top_level:
+            layout += f" ({self.top_level:,} directly under the prefix)"
         text = (
             f"{self.objects:,} keys {layout}, list {self.list_ms:g} ms / "
             f"delete {self.delete_ms:g} ms"
@@ -221,6 +228,7 @@ def run_once(
         old=scenario.objects,
         fresh=scenario.objects // 100,
         subprefixes=scenario.subprefixes,
+        top_level=scenario.top_level if scenario.subprefixes else 0,
         list_ms=scenario.list_ms,
         delete_ms=scenario.delete_ms,
         throttle_rate=scenario.throttle_rate,
@@ -381,7 +389,16 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         for pair in args.latencies.split(","):
             list_ms, delete_ms = (float(v) for v in pair.split("/"))
             for layout in args.layouts.split(","):
-                out.append(Scenario("speed", args.objects, int(layout), list_ms, delete_ms))
+                out.append(
+                    Scenario(
+                        "speed",
+                        args.objects,
+                        int(layout),
+                        list_ms,
+                        delete_ms,
+                        top_level=args.top_level,
+                    )
+                )
     if "throttle" in wanted and args.throttles:
         modes = ["keys", "503"] if args.throttle_mode == "both" else [args.throttle_mode]
         for mode in modes:
@@ -465,6 +482,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="speed runs per tool")
     parser.add_argument("--latencies", default="30/150,100/600", help="LIST_MS/DELETE_MS,...")
     parser.add_argument("--layouts", default="0,100", help="sub-prefix counts; 0 = flat")
+    parser.add_argument(
+        "--top-level",
+        type=int,
+        default=0,
+        help="with sub-prefixes: how many of the keys sit directly under the prefix",
+    )
     parser.add_argument("--throttles", default="3500:100000,500:20000", help="RATE:KEYS,...")
     parser.add_argument("--throttle-mode", default="keys", choices=["keys", "503", "both"])
     parser.add_argument("--throttle-runs", type=int, default=1)

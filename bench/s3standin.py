@@ -30,6 +30,8 @@ Control API (JSON, under /_standin/, never delayed):
                           "list_ms", "delete_ms", "throttle_rate", "throttle_mode",
                           "throttle_burst", "size", "checksums"}: (re)creates the bucket
                           with generated keys
+- POST /_standin/configure {"bucket", and any of "list_ms", "delete_ms", "throttle_rate",
+                          "throttle_mode", "throttle_burst"}: changes them mid-run
 - GET  /_standin/check?bucket=B: which keys remain (old ones under the prefix must be gone,
                           every other key kept) and the bucket's request stats
 - POST /_standin/drop?bucket=B, POST /_standin/reset: free buckets
@@ -50,11 +52,13 @@ as per-key `SlowDown` errors, as S3 does. `"503"`: a DeleteObjects (or DeleteObj
 request arriving while the bucket is in debt is answered `503 SlowDown` as a whole;
 one arriving with tokens left is served in full and may take the bucket into debt,
 so the mean rate is the same in both modes. Tokens are taken when the answer is
-made, after the latency.
+made, after the latency. To throttle every delete (a store that never recovers), use
+a tiny rate with no burst: {"throttle_rate": 1e-9, "throttle_burst": 0}; to lift a
+throttle mid-run, configure {"throttle_rate": 0}.
 
 Memory: a bucket holds one sorted list of key strings and two bytearrays (alive,
-fresh): about 80 bytes a key, 80 MB for 1,000,000 keys. Seeding 1,000,000 keys
-takes about a second.
+fresh): about 80 bytes a key; the server's RSS is about 120 MB with 1,000,000 keys,
+which seed in about half a second.
 """
 
 from __future__ import annotations
@@ -218,8 +222,6 @@ class Store:
             int(spec.get("top_level", 0)),
             prefix,
         )
-        rate = float(spec.get("throttle_rate") or 0)
-        burst = float(spec.get("throttle_burst") or rate)
         bucket = Bucket(
             name=name,
             prefix=prefix,
@@ -231,18 +233,39 @@ class Store:
             checksums=bool(spec.get("checksums", True)),
             # Generated keys are the prefix plus plain characters; the sentinels are plain.
             plain=_PLAIN.fullmatch(prefix) is not None,
-            list_s=float(spec.get("list_ms", self.default_list_s * 1000)) / 1000,
-            delete_s=float(spec.get("delete_ms", self.default_delete_s * 1000)) / 1000,
-            rate=rate,
-            mode=str(spec.get("throttle_mode", "keys")),
-            burst=burst,
-            tokens=burst,
-            refilled=time.monotonic(),
+            list_s=self.default_list_s,
+            delete_s=self.default_delete_s,
         )
-        if bucket.mode not in ("keys", "503"):
-            raise ValueError("throttle_mode must be 'keys' or '503'")
+        self.configure(bucket, spec)
         self.buckets[name] = bucket
         return {"bucket": name, "keys": len(keys), "seconds": time.monotonic() - began}
+
+    @staticmethod
+    def configure(bucket: Bucket, spec: dict[str, Any]) -> dict[str, Any]:
+        """Sets whichever of list_ms, delete_ms, throttle_rate, throttle_mode and
+        throttle_burst `spec` names; a new throttle starts with a full token bucket."""
+        if "list_ms" in spec:
+            bucket.list_s = float(spec["list_ms"]) / 1000
+        if "delete_ms" in spec:
+            bucket.delete_s = float(spec["delete_ms"]) / 1000
+        mode = str(spec.get("throttle_mode", bucket.mode))
+        if mode not in ("keys", "503"):
+            raise ValueError("throttle_mode must be 'keys' or '503'")
+        bucket.mode = mode
+        if "throttle_rate" in spec or "throttle_burst" in spec:
+            bucket.rate = float(spec.get("throttle_rate", bucket.rate) or 0)
+            burst = spec.get("throttle_burst")
+            bucket.burst = bucket.rate if burst is None else float(burst)
+            bucket.tokens = bucket.burst
+            bucket.refilled = time.monotonic()
+        return {
+            "bucket": bucket.name,
+            "list_ms": bucket.list_s * 1000,
+            "delete_ms": bucket.delete_s * 1000,
+            "throttle_rate": bucket.rate,
+            "throttle_mode": bucket.mode,
+            "throttle_burst": bucket.burst,
+        }
 
     def check(self, name: str) -> dict[str, Any]:
         """Old keys under the prefix must be gone, every other key kept."""
@@ -646,6 +669,9 @@ class Server:
                 answer: dict[str, Any] = store.seed(json.loads(body))
             elif path == "/_standin/check" and method == "GET":
                 answer = store.check(query["bucket"])
+            elif path == "/_standin/configure" and method == "POST":
+                spec = json.loads(body)
+                answer = store.configure(store.buckets[str(spec["bucket"])], spec)
             elif path == "/_standin/drop" and method == "POST":
                 store.buckets.pop(query["bucket"], None)
                 answer = {"dropped": query["bucket"]}
@@ -758,6 +784,11 @@ class StandIn:
 
     def check(self, bucket: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/_standin/check?bucket={quote(bucket)}")
+        return result
+
+    def configure(self, **spec: Any) -> dict[str, Any]:
+        """Changes a bucket's latencies or throttle mid-run: see Store.configure."""
+        result: dict[str, Any] = self._call("POST", "/_standin/configure", spec)
         return result
 
     def drop(self, bucket: str) -> None:

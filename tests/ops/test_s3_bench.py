@@ -128,6 +128,17 @@ def test_standin_throttles_per_key_and_whole_requests(standin: StandIn) -> None:
     assert standin.check("whole")["stats"]["throttled_requests"] == 1
 
 
+def test_standin_throttle_can_refuse_everything_and_be_lifted_mid_run(standin: StandIn) -> None:
+    """A tiny rate with no burst throttles every key; configuring rate 0 lifts it."""
+    standin.seed(bucket="never", old=100, throttle_rate=1e-9, throttle_burst=0)
+    s3 = client(standin, attempts=1)
+    batch = {"Objects": [{"Key": f"output/{n:07d}"} for n in range(100)], "Quiet": True}
+    assert len(s3.delete_objects(Bucket="never", Delete=batch)["Errors"]) == 100
+    assert standin.configure(bucket="never", throttle_rate=0)["throttle_rate"] == 0
+    assert not s3.delete_objects(Bucket="never", Delete=batch).get("Errors")
+    assert standin.check("never")["ok"]
+
+
 def test_standin_serves_requests_concurrently(standin: StandIn) -> None:
     """Twenty requests of 300 ms each end in far less than 20 x 300 ms."""
     standin.seed(bucket="slow", old=10, list_ms=300, delete_ms=300)
