@@ -28,7 +28,9 @@ Each tool runs as a child of /usr/bin/time (peak RSS `%M`, CPU `%U + %S`); wall 
 is from start to exit. Runs of the tools are interleaved, so drift in a busy machine
 hits them alike; the tables give medians. The server's CPU per run comes from
 /proc/<pid>/stat: it should stay a small share of the wall time, or the server, not
-the tools, is being measured.
+the tools, is being measured. The progress lines (on stderr) also give how much later
+than its latency the server answered, on average and at most: a few ms at most on
+a machine that is not starved.
 
 Commands (from the repository root, after scripts/bootstrap.sh):
 
@@ -306,7 +308,8 @@ def progress(sample: Sample, run: int) -> None:
     print(
         f"  run {run} {s.tool:8s} wall {s.wall_s:7.2f} s  {s.rate:8,.0f} keys/s  "
         f"rss {s.peak_rss_kib / 1024:6.1f} MiB  cpu {s.cpu_s:6.2f} s  "
-        f"server cpu {s.server_cpu_s:5.2f} s  peak in flight {server.get('peak_in_flight')}  "
+        f"server cpu {s.server_cpu_s:5.2f} s, late by {server.get('late_ms_mean', 0):.1f} ms "
+        f"(max {server.get('late_ms_max', 0):.0f})  peak in flight {server.get('peak_in_flight')}  "
         f"throttled keys {server.get('throttled_keys')} / 503s {server.get('throttled_requests')}"
         f"{flags}",
         file=sys.stderr,

@@ -133,6 +133,11 @@ class Stats:
     throttled_requests: int = 0  # whole answers 503 SlowDown
     listed_keys: int = 0
     unsupported: list[str] = field(default_factory=list)
+    # How much later than its latency a request was answered: if this grows, the server
+    # (or a starved machine) is adding latency of its own.
+    late_s_total: float = 0.0
+    late_s_max: float = 0.0
+    answered: int = 0
 
 
 @dataclass
@@ -304,6 +309,8 @@ class Store:
                 "throttled_keys": stats.throttled_keys,
                 "throttled_requests": stats.throttled_requests,
                 "listed_keys": stats.listed_keys,
+                "late_ms_mean": 1000 * stats.late_s_total / max(1, stats.answered),
+                "late_ms_max": 1000 * stats.late_s_max,
                 "unsupported": stats.unsupported[:20],
             },
         }
@@ -604,9 +611,15 @@ class Server:
         stats.in_flight[op] = stats.in_flight.get(op, 0) + 1
         stats.peak_in_flight[op] = max(stats.peak_in_flight.get(op, 0), stats.in_flight[op])
         try:
+            began = time.monotonic()
             if delay:
                 await asyncio.sleep(delay)
-            return self._answer(bucket, op, key, query, body)
+            answer = self._answer(bucket, op, key, query, body)
+            late = time.monotonic() - began - delay
+            stats.late_s_total += late
+            stats.late_s_max = max(stats.late_s_max, late)
+            stats.answered += 1
+            return answer
         finally:
             stats.in_flight[op] -= 1
 
