@@ -99,9 +99,10 @@ SENTINELS = (
 )
 # Keys of this alphabet need neither XML escaping nor URL encoding: the fast path.
 _PLAIN = re.compile(r"[A-Za-z0-9/._-]*")
+# XML-escaped text holds no "<", so [^<]* cannot run past its closing tag.
 _OBJECT = re.compile(rb"<Object>(.*?)</Object>", re.S)
-_KEY = re.compile(rb"<Key>(.*?)</Key>", re.S)
-_VERSION = re.compile(rb"<VersionId>(.*?)</VersionId>", re.S)
+_KEY = re.compile(rb"<Key>([^<]*)</Key>")
+_VERSION = re.compile(rb"<VersionId>([^<]*)</VersionId>")
 _QUIET = re.compile(rb"<Quiet>\s*true\s*</Quiet>", re.I)
 
 
@@ -460,38 +461,49 @@ class Store:
 
     def delete_objects(self, bucket: Bucket, body: bytes) -> tuple[int, bytes]:
         quiet = _QUIET.search(body) is not None
-        entries: list[tuple[bytes, bytes | None]] = []
-        for obj in _OBJECT.findall(body):
-            found = _KEY.search(obj)
-            if found is None:
-                return 400, _error("MalformedXML", "an Object without a Key")
-            version = _VERSION.search(obj) if b"<VersionId>" in obj else None
-            entries.append((found.group(1), version.group(1) if version else None))
-        if len(entries) > MAX_KEYS:
+        versions: list[bytes | None]
+        if b"<VersionId>" in body:
+            raws, versions = [], []
+            for obj in _OBJECT.findall(body):
+                found = _KEY.search(obj)
+                if found is None:
+                    return 400, _error("MalformedXML", "an Object without a Key")
+                version = _VERSION.search(obj)
+                raws.append(found.group(1))
+                versions.append(version.group(1) if version else None)
+        else:
+            # The fast path: one C-level scan for the keys (escaped text holds no "<").
+            raws = _KEY.findall(body)
+            versions = [None] * len(raws)
+        if len(raws) > MAX_KEYS:
             return 400, _error("MalformedXML", "more than 1000 keys")
-        granted = bucket.take(len(entries))
+        granted = bucket.take(len(raws))
         if granted == 0 and bucket.mode == "503" and bucket.rate:
             bucket.stats.throttled_requests += 1
             return 503, _error("SlowDown", "Please reduce your request rate.")
         out = [f'<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns="{NS}">']
-        keys, alive = bucket.keys, bucket.alive
-        for n, (raw, vid_raw) in enumerate(entries):
-            vid = f"<VersionId>{vid_raw.decode()}</VersionId>" if vid_raw is not None else ""
-            if n >= granted:
-                out.append(
-                    f"<Error><Key>{raw.decode()}</Key>{vid}<Code>SlowDown</Code>"
-                    "<Message>Please reduce your request rate.</Message></Error>"
-                )
-                continue
-            text = raw.decode()
+        keys, alive, count = bucket.keys, bucket.alive, len(bucket.keys)
+        deleted = 0
+        texts = [raw.decode() for raw in raws]
+        for n, text in enumerate(texts[:granted]):
             key = html.unescape(text) if "&" in text else text
             i = bisect.bisect_left(keys, key)
-            if i < len(keys) and keys[i] == key and alive[i]:
+            if i < count and alive[i] and keys[i] == key:
                 alive[i] = 0
-                bucket.stats.deleted_keys += 1
+                deleted += 1
             if not quiet:  # S3 reports a key that was not there as deleted too
-                out.append(f"<Deleted><Key>{text}</Key>{vid}</Deleted>")
-        bucket.stats.throttled_keys += len(entries) - granted
+                vid = versions[n]
+                tag = f"<VersionId>{vid.decode()}</VersionId>" if vid is not None else ""
+                out.append(f"<Deleted><Key>{text}</Key>{tag}</Deleted>")
+        for n in range(granted, len(texts)):
+            vid = versions[n]
+            tag = f"<VersionId>{vid.decode()}</VersionId>" if vid is not None else ""
+            out.append(
+                f"<Error><Key>{texts[n]}</Key>{tag}<Code>SlowDown</Code>"
+                "<Message>Please reduce your request rate.</Message></Error>"
+            )
+        bucket.stats.deleted_keys += deleted
+        bucket.stats.throttled_keys += len(texts) - granted
         out.append("</DeleteResult>")
         return 200, "".join(out).encode()
 
