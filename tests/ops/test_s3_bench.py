@@ -104,6 +104,14 @@ def test_standin_deletes_quietly_or_not_and_checks_what_remains(standin: StandIn
     )
     assert not quiet.get("Deleted") and not quiet.get("Errors")
     assert standin.check("deletes")["ok"]
+    fresh = [f"output/{n:07d}.new" for n in range(0, 1500, 150)]
+    versioned = s3.delete_objects(
+        Bucket="deletes", Delete={"Objects": [{"Key": k, "VersionId": "null"} for k in fresh]}
+    )
+    assert [(d["Key"], d["VersionId"]) for d in versioned["Deleted"]] == [
+        (k, "null") for k in fresh
+    ]
+    assert standin.check("deletes")["fresh_lost"] == 10
     s3.delete_objects(Bucket="deletes", Delete={"Objects": [{"Key": "outputs/0"}], "Quiet": True})
     assert standin.check("deletes")["outside_lost"] == 1
 
