@@ -75,6 +75,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 from dataclasses import dataclass, field
 from itertools import compress
@@ -336,21 +337,21 @@ class Store:
             bucket, max(pos, lo), end, len(prefix), delimiter, max_keys
         )
         bucket.stats.listed_keys += len(contents)
-        enc = self._encoder(bucket, url)
+        enc, echo = self._encoder(bucket, url), self._encoder(None, url)
         head = [
             f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{NS}">',
-            f"<Name>{bucket.name}</Name><Prefix>{enc(prefix)}</Prefix>",
+            f"<Name>{bucket.name}</Name><Prefix>{echo(prefix)}</Prefix>",
             f"<KeyCount>{len(contents) + len(prefixes)}</KeyCount><MaxKeys>{max_keys}</MaxKeys>",
             f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>",
         ]
         if delimiter:
-            head.append(f"<Delimiter>{enc(delimiter)}</Delimiter>")
+            head.append(f"<Delimiter>{echo(delimiter)}</Delimiter>")
         if url:
             head.append("<EncodingType>url</EncodingType>")
         if token:
             head.append(f"<ContinuationToken>{token}</ContinuationToken>")
         if start_after:
-            head.append(f"<StartAfter>{enc(start_after)}</StartAfter>")
+            head.append(f"<StartAfter>{echo(start_after)}</StartAfter>")
         if truncated:
             head.append(f"<NextContinuationToken>{_token(*last)}</NextContinuationToken>")
         self._render_contents(bucket, contents, enc, head, "Contents", "")
@@ -374,16 +375,16 @@ class Store:
             bucket, max(pos, lo), end, len(prefix), delimiter, max_keys
         )
         bucket.stats.listed_keys += len(contents)
-        enc = self._encoder(bucket, url)
+        enc, echo = self._encoder(bucket, url), self._encoder(None, url)
         head = [
             f'<?xml version="1.0" encoding="UTF-8"?>\n<ListVersionsResult xmlns="{NS}">',
-            f"<Name>{bucket.name}</Name><Prefix>{enc(prefix)}</Prefix>",
-            f"<KeyMarker>{enc(marker)}</KeyMarker><VersionIdMarker></VersionIdMarker>",
+            f"<Name>{bucket.name}</Name><Prefix>{echo(prefix)}</Prefix>",
+            f"<KeyMarker>{echo(marker)}</KeyMarker><VersionIdMarker></VersionIdMarker>",
             f"<MaxKeys>{max_keys}</MaxKeys>",
             f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>",
         ]
         if delimiter:
-            head.append(f"<Delimiter>{enc(delimiter)}</Delimiter>")
+            head.append(f"<Delimiter>{echo(delimiter)}</Delimiter>")
         if url:
             head.append("<EncodingType>url</EncodingType>")
         if truncated:
@@ -396,10 +397,12 @@ class Store:
         return "".join(head).encode()
 
     @staticmethod
-    def _encoder(bucket: Bucket, url: bool) -> Any:
-        if url:
-            return (lambda s: s) if bucket.plain else (lambda s: quote(s, safe="/"))
-        return (lambda s: s) if bucket.plain else html.escape
+    def _encoder(bucket: Bucket | None, url: bool) -> Any:
+        """How text goes into the XML: keys of a plain bucket as they are (the fast path),
+        anything else (and whatever the request sent) escaped or URL-encoded."""
+        if bucket is not None and bucket.plain:
+            return lambda s: s
+        return (lambda s: quote(s, safe="/")) if url else html.escape
 
     @staticmethod
     def _walk(
@@ -626,7 +629,13 @@ class Server:
             began = time.monotonic()
             if delay:
                 await asyncio.sleep(delay)
-            answer = self._answer(bucket, op, key, query, body)
+            try:
+                answer = self._answer(bucket, op, key, query, body)
+            except ValueError as exc:  # e.g. max-keys=abc, a token this server never made
+                answer = 400, {}, _error("InvalidArgument", str(exc))
+            except Exception as exc:  # a bug here must not take the connection down
+                traceback.print_exc()
+                answer = 500, {}, _error("InternalError", f"{type(exc).__name__}: {exc}")
             late = time.monotonic() - began - delay
             stats.late_s_total += late
             stats.late_s_max = max(stats.late_s_max, late)
