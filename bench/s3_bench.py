@@ -54,7 +54,8 @@ Commands (from the repository root, after scripts/bootstrap.sh):
     # the older moto benchmark
     .venv/bin/python bench/s3_bench.py --moto [its options]
 
-Where cleanup's CPU goes: bench/s3_profile.py.
+Where cleanup's CPU goes: bench/s3_profile.py, also as
+`.venv/bin/python bench/s3_bench.py --profile [--objects 100000 ...]`.
 
 Sections:
 - speed: `--objects` keys (default 100,000) for each `--latencies` pair and each
@@ -486,10 +487,12 @@ def acceptance(results: list[tuple[Scenario, dict[str, list[Sample]]]]) -> list[
 
 
 def main() -> int:
-    if "--moto" in sys.argv[1:]:
-        rest = [a for a in sys.argv[1:] if a != "--moto"]
-        moto = Path(__file__).with_name("s3_bench_moto.py")
-        return subprocess.run([sys.executable, str(moto), *rest]).returncode
+    # Two other scripts, reachable from here: the older moto benchmark and the profile.
+    for flag, script in (("--moto", "s3_bench_moto.py"), ("--profile", "s3_profile.py")):
+        if flag in sys.argv[1:]:
+            rest = [a for a in sys.argv[1:] if a != flag]
+            path = Path(__file__).with_name(script)
+            return subprocess.run([sys.executable, str(path), *rest]).returncode
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=100_000, help="keys per speed run")
     parser.add_argument("--runs", type=int, default=3, help="speed runs per tool")
