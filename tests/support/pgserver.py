@@ -58,6 +58,9 @@ def _docker_answers() -> bool:
         return False
 
 
+_PORT_ATTEMPTS = 5
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -146,23 +149,32 @@ def _local_server(settings: Mapping[str, str]) -> Iterator[str]:
             capture_output=True,
             env=env,
         )
-        port = _free_port()
-        options = {
-            "listen_addresses": "127.0.0.1",
-            "port": str(port),
-            "unix_socket_directories": str(root),
-            **FAST_SETTINGS,
-            **settings,
-        }
-        argv = [str(bindir / "postgres"), "-D", str(data)]
-        for key, value in options.items():
-            argv += ["-c", f"{key}={value}"]
-        with open(log, "wb") as log_handle:
-            proc = subprocess.Popen(
-                _as_user(argv), stdout=log_handle, stderr=subprocess.STDOUT, env=env
-            )
-        dsn = f"postgresql://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
-        _wait_ready(dsn, proc, log, timeout=30)
+        # PostgreSQL cannot listen on port 0 and report the port: it gets a port that was
+        # free a moment ago, and when another process took it meanwhile, the next one.
+        for attempt in range(_PORT_ATTEMPTS):
+            port = _free_port()
+            options = {
+                "listen_addresses": "127.0.0.1",
+                "port": str(port),
+                "unix_socket_directories": str(root),
+                **FAST_SETTINGS,
+                **settings,
+            }
+            argv = [str(bindir / "postgres"), "-D", str(data)]
+            for key, value in options.items():
+                argv += ["-c", f"{key}={value}"]
+            with open(log, "wb") as log_handle:
+                proc = subprocess.Popen(
+                    _as_user(argv), stdout=log_handle, stderr=subprocess.STDOUT, env=env
+                )
+            dsn = f"postgresql://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
+            try:
+                _wait_ready(dsn, proc, log, timeout=30)
+                break
+            except RuntimeError:
+                taken = "Address already in use" in log.read_text(errors="replace")
+                if proc.poll() is None or not taken or attempt + 1 == _PORT_ATTEMPTS:
+                    raise
         yield dsn
     finally:
         if proc is not None and proc.poll() is None:
