@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what it needs, lints, type-checks, tests.
 # Usage: scripts/test.sh [--quick] [--containers] [pytest args...]
-#   --quick       skips the slow image build test
+#   --quick       the edit-test loop: no apt, no root needed; lint, types and the core,
+#                 volume and chart tests (or the pytest args given), image test left out
 #   --containers  the same tests, with PostgreSQL and S3 servers in containers started by
 #                 testcontainers through podman, never local ones (scripts/containers/run.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 marker=()
+quick=false
 containers=false
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) marker=(-m "not slow") ;;
+    --quick) quick=true marker=(-m "not slow") ;;
     --containers) containers=true ;;
     *) break ;;
   esac
   shift
 done
-bash scripts/apt-deps.sh
+[ "$quick" = true ] || bash scripts/apt-deps.sh
 bash scripts/bootstrap.sh
 for hook in scripts/setup.d/*.sh; do
   [ -e "$hook" ] && bash "$hook"
@@ -31,5 +33,8 @@ if [ "$containers" = true ]; then
   # The whole suite runs the PostgreSQL and S3 fixtures: the engine must show both containers.
   [ $# -gt 0 ] || check=(--check-created)
   exec bash scripts/containers/run.sh "${check[@]}" "${marker[@]}" "$@"
+fi
+if [ "$quick" = true ] && [ $# -eq 0 ]; then
+  set -- tests/core tests/volumes tests/deploy
 fi
 pytest "${marker[@]}" "$@"
