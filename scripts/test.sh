@@ -34,7 +34,12 @@ if [ "$containers" = true ]; then
   [ $# -gt 0 ] || check=(--check-created)
   exec bash scripts/containers/run.sh "${check[@]}" "${marker[@]}" "$@"
 fi
-if [ "$quick" = true ] && [ $# -eq 0 ]; then
-  set -- tests/core tests/volumes tests/deploy
+if [ "$quick" = true ]; then
+  named=false
+  for arg in "$@"; do
+    case "$arg" in -*) ;; *) named=true ;; esac
+  done
+  # Options alone (-x, -q, -k ...) still run the quick tier's folders.
+  [ "$named" = true ] || set -- "$@" tests/core tests/volumes tests/deploy
 fi
 pytest "${marker[@]}" "$@"
