@@ -37,9 +37,9 @@ fi
 if [ "$quick" = true ]; then
   named=false
   for arg in "$@"; do
-    case "$arg" in -*) ;; *) named=true ;; esac
+    [ -e "${arg%%::*}" ] && named=true
   done
-  # Options alone (-x, -q, -k ...) still run the quick tier's folders.
+  # Options alone (-x, -q, -p no:cacheprovider) still run the quick tier's folders.
   [ "$named" = true ] || set -- "$@" tests/core tests/volumes tests/deploy
 fi
 pytest "${marker[@]}" "$@"
