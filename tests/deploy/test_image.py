@@ -1,9 +1,9 @@
 """The container image, built from the repository's Dockerfile with podman and run locked down.
 
-No Docker engine and no registry here: the test builds a Debian bookworm base with
-debootstrap (cached as a tarball under .cache/image), imports it into a podman store
-of its own under .cache (so other podman users on the machine are untouched), and
-passes it as the Dockerfile's BASE_IMAGE. Settings that work in this sandbox: runtime
+No Docker engine and no registry here: the test builds the Dockerfile on the Debian
+bookworm base that tests/support/podman.py debootstraps (cached under .cache/image)
+and imports into the repository's own podman store (shared with the --containers
+run's images), passed as BASE_IMAGE. Settings that work in this sandbox: runtime
 runc, ulimits nofile=8192 and nproc=4096, cgroupfs, and the host CA bundle mounted
 read-only into build steps (pip behind a TLS-intercepting proxy).
 """
@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,108 +24,28 @@ from packaging.markers import Marker
 
 import cleanup
 from tests.deploy.conftest import REPO, SUMMARY, run, tool
+from tests.support.podman import (
+    BASE_IMAGE,
+    CA_VOLUME,
+    ULIMITS,
+    Podman,
+    PodmanError,
+    choose_podman,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-CACHE = REPO / ".cache" / "image"
-BASE_PACKAGES = ("python3", "python3-venv")
-BASE_TAR = CACHE / f"bookworm-{'-'.join(BASE_PACKAGES)}.tar"
-BASE_IMAGE = "localhost/cleanup-test-base:bookworm"
 IMAGE = "localhost/cleanup:test"
-MIRROR = os.environ.get("DEBOOTSTRAP_MIRROR", "http://deb.debian.org/debian")
 UID = "10001"
 DAY = 86400
 
 
-@dataclass(frozen=True)
-class Podman:
-    argv: tuple[str, ...]
-    storage_driver: str
-
-    def __call__(
-        self, args: Sequence[str], check: bool = True, timeout: float = 900
-    ) -> subprocess.CompletedProcess[str]:
-        return run([*self.argv, *args], check=check, timeout=timeout)
-
-
-def _podman_with(driver: str) -> Podman:
-    storage = REPO / ".cache" / "containers" / driver
-    return Podman(
-        (
-            tool("podman"),
-            "--root",
-            str(storage / "root"),
-            "--runroot",
-            str(storage / "run"),
-            "--storage-driver",
-            driver,
-            "--runtime",
-            "runc",
-            "--cgroup-manager",
-            "cgroupfs",
-        ),
-        driver,
-    )
-
-
-def _debootstrap_base() -> None:
-    """Create the cached base rootfs tarball (a few minutes, once per machine)."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    rootfs = CACHE / "rootfs.partial"
-    shutil.rmtree(rootfs, ignore_errors=True)
-    run(
-        [
-            tool("debootstrap"),
-            "--variant=minbase",
-            f"--include={','.join(BASE_PACKAGES)}",
-            "bookworm",
-            str(rootfs),
-            MIRROR,
-        ],
-        timeout=900,
-    )
-    for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        for path in (rootfs / leftover).glob("*"):
-            if path.is_file():
-                path.unlink()
-    partial = BASE_TAR.with_suffix(".partial")
-    run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(partial), "."])
-    partial.rename(BASE_TAR)  # a half-written tarball is never mistaken for a cache hit
-    shutil.rmtree(rootfs)
-
-
-def _choose_podman() -> Podman:
-    """overlay when the kernel allows it here, else vfs (slower, works everywhere)."""
-    if not BASE_TAR.exists():
-        _debootstrap_base()
-    for driver in ("overlay", "vfs"):
-        podman = _podman_with(driver)
-        if podman(["image", "exists", BASE_IMAGE], check=False).returncode != 0:
-            imported = podman(["import", str(BASE_TAR), BASE_IMAGE], check=False)
-            if imported.returncode != 0:
-                continue
-        probe = podman(
-            [
-                "run",
-                "--rm",
-                "--network=none",
-                "--ulimit=nofile=8192:8192",
-                "--ulimit=nproc=4096:4096",
-                BASE_IMAGE,
-                "python3",
-                "-c",
-                "print('ok')",
-            ],
-            check=False,
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == "ok":
-            return podman
-    pytest.fail("podman can run the base image with neither the overlay nor the vfs driver")
-
-
 @pytest.fixture(scope="module")
 def podman() -> Podman:
-    return _choose_podman()
+    try:
+        return choose_podman()
+    except PodmanError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +55,8 @@ def image(podman: Podman) -> str:
     podman(
         [
             "build",
-            "--ulimit=nofile=8192:8192",
-            "--ulimit=nproc=4096:4096",
-            "--volume=/etc/ssl/certs:/etc/ssl/certs:ro",
+            *(f"--ulimit={u}" for u in ULIMITS),
+            f"--volume={CA_VOLUME}",
             f"--build-arg=BASE_IMAGE={BASE_IMAGE}",
             "--tag",
             IMAGE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -10,7 +11,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
+import pytest
 
+from tests.support import containers, pgserver
 from tests.support.pgserver import postgres_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,3 +72,22 @@ def test_pgserver_stops_when_its_owner_is_killed() -> None:
             time.sleep(0.2)
         assert not (home / "data" / "postmaster.pid").exists()
         shutil.rmtree(home)
+
+
+@pytest.mark.skipif(containers.required(), reason="the local server's port choice only")
+def test_pgserver_port_taken_meanwhile_starts_on_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the free port it picked is taken before the server binds it, it takes another."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    picks = iter([taken])
+    real = pgserver._free_port
+    monkeypatch.setattr(pgserver, "_free_port", lambda: next(picks, None) or real())
+    try:
+        with pgserver.postgres_server() as dsn:
+            assert urlsplit(dsn).port not in (None, taken)
+            with psycopg.connect(dsn) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        holder.close()

@@ -8,7 +8,6 @@ settings still come from the explicit mapping given to run_cli.
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,20 @@ import pytest
 from tests.support.s3server import S3Endpoint, s3_server, seed
 
 MAX_AGE = timedelta(days=1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "moto_only(reason): needs what only moto does; skipped on MinIO"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _moto_only(request: pytest.FixtureRequest) -> None:
+    """Skip a `moto_only` test when the session's S3 server is not moto (MinIO under Docker)."""
+    marker = request.node.get_closest_marker("moto_only")
+    if marker is not None and request.getfixturevalue("s3").kind != "moto":
+        pytest.skip(f"moto only: {marker.args[0]}")
 
 
 @pytest.fixture(scope="session")
@@ -68,17 +81,37 @@ class Bucket:
         )
 
 
-def split_time() -> datetime:
-    """Wait for the next whole second of the shared clock and return it.
+_CLOCKS: dict[str, str] = {}  # endpoint URL -> the bucket whose probe reads the store's clock
 
-    Objects written before the call have LastModified < the returned instant
-    (S3 and moto truncate it to the second at most); objects written after have
-    LastModified >= it. A run whose clock reads `split + MAX_AGE` therefore has its
-    cutoff exactly at the split: what came before is strictly older, what came after is not.
+
+def split_time(bucket: Bucket) -> datetime:
+    """An instant of the store's own clock later than every object in `bucket` so far.
+
+    Objects written before the call have LastModified < the returned instant, objects
+    written after have LastModified >= it, whatever the store's timestamp resolution: a
+    probe object, in a bucket of its own, is written until the store dates it later than
+    the newest object here (a wait on the store's clock, not on this process's). A run
+    whose clock reads `split + MAX_AGE` has its cutoff exactly at the split.
     """
-    boundary = math.floor(time.time()) + 1
-    time.sleep(max(0.0, boundary - time.time()) + 0.01)
-    return datetime.fromtimestamp(boundary, UTC)
+    client = bucket.client
+    stamps = [
+        entry["LastModified"]
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket.name)
+        for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+    ]
+    newest = max(stamps, default=None)
+    clock = _CLOCKS.get(bucket.endpoint.url)
+    if clock is None:
+        clock = _CLOCKS[bucket.endpoint.url] = f"clock-{uuid.uuid4().hex[:20]}"
+        client.create_bucket(Bucket=clock)
+    deadline = time.monotonic() + 30
+    while True:
+        client.put_object(Bucket=clock, Key="probe", Body=b"")
+        stamp: datetime = client.head_object(Bucket=clock, Key="probe")["LastModified"]
+        if newest is None or stamp > newest:
+            return stamp.astimezone(UTC)
+        assert time.monotonic() < deadline, "the store's clock did not move on in 30 s"
+        time.sleep(0.02)
 
 
 def run_at(split: datetime) -> datetime:

@@ -1,7 +1,7 @@
 """The S3 target's checks and messages: `--preflight`, the `prefix_empty` warning, plain
 messages for invalid bucket names, and the traceback of an unexpected error.
 
-Objects get old as in test_s3_sweep (written before `split_time()`, run clock injected).
+Objects get old as in test_s3_sweep (written before `split_time(bucket)`, run clock injected).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def test_preflight_ready_bucket_exit_0_and_nothing_deleted(
 ) -> None:
     """A listable prefix is `ready` with no problem, the run exits 0, and old objects stay."""
     bucket.put(["out/old"])
-    split_time()
+    split_time(bucket)
     config = write_config(tmp_path / "c.toml", [s3_target(s3.url, bucket.name, "out/")])
 
     code, event, stdout = _preflight(config)
@@ -131,7 +131,7 @@ def test_empty_prefix_warns_prefix_empty_with_similar_key_and_exits_0(
     """A prefix under which nothing at all is listed gets a `prefix_empty` target_warning
     naming bucket and prefix and pointing at a key beside it; the run still exits 0."""
     bucket.put(["output-archive/2024/a.bin", "other/b"])
-    split = split_time()
+    split = split_time(bucket)
     config = write_config(tmp_path / "c.toml", [s3_target(s3.url, bucket.name, "output")])
 
     result = run_cli(["--config", str(config)], now=run_at(split))
@@ -171,7 +171,7 @@ def test_prefix_holding_only_fresh_or_excluded_objects_gives_no_prefix_empty_war
 ) -> None:
     """A prefix that holds objects, even none eligible (fresh or excluded), is not empty."""
     bucket.put(["out/keep.lock"])
-    split = split_time()
+    split = split_time(bucket)
     bucket.put(["out/fresh"])
     target = s3_target(s3.url, bucket.name, "out/", exclude=["*.lock"])
     config = write_config(tmp_path / "c.toml", [target])
@@ -210,7 +210,7 @@ def test_unexpected_error_in_a_sending_thread_logs_traceback_with_its_cause(
     """A bug in a sending thread fails the target with an error naming the original
     exception and a traceback that shows it as the cause."""
     bucket.put(["out/a"])
-    split = split_time()
+    split = split_time(bucket)
 
     def broken(*args: object, **kwargs: object) -> dict[object, str]:
         raise LookupError("a bug while deleting")

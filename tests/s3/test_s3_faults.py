@@ -4,7 +4,7 @@ an unreachable endpoint, a missing bucket.
 Faults come from tests/support/faultproxy.py, a real HTTP proxy between the CLI
 and the real S3 server: it answers some requests itself (503 SlowDown, per-key
 SlowDown) so the server never sees them, or rewrites answers. Objects get old as
-in test_s3_sweep (written before `split_time()`, run clock injected).
+in test_s3_sweep (written before `split_time(bucket)`, run clock injected).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_slowdown_503_on_a_third_of_requests_still_deletes_all_eligible_and_noth
     old = [f"out/{i:05d}" for i in range(2500)]
     bucket.put(old)
     bucket.put(["out-archive/old"])
-    split = split_time()
+    split = split_time(bucket)
     bucket.put(["out/fresh"])
 
     with fault_proxy(s3.url, before=[slow_down(0.3)]) as proxy:
@@ -55,7 +55,7 @@ def test_per_key_slowdown_in_delete_answers_is_retried_until_every_key_goes(
     """When half the DeleteObjects answers report SlowDown for every key (nothing deleted),
     those keys are resent and all 2,500 old objects go, with exact counters."""
     bucket.put([f"k/{i:05d}" for i in range(2500)], body=b"abcd")
-    split = split_time()
+    split = split_time(bucket)
 
     with fault_proxy(s3.url, before=[per_key_slow_down(0.5)]) as proxy:
         config = write_config(tmp_path / "c.toml", [s3_target(proxy.url, bucket.name, "k/")])
@@ -74,7 +74,7 @@ def test_store_requiring_content_md5_on_delete_objects_still_gets_deletes(
     """A store that refuses DeleteObjects without Content-MD5 (Ceph RGW, older MinIO)
     still gets every old object deleted."""
     bucket.put([f"md5/{i}" for i in range(30)])
-    split = split_time()
+    split = split_time(bucket)
 
     with fault_proxy(s3.url, before=[require_content_md5()]) as proxy:
         config = write_config(tmp_path / "c.toml", [s3_target(proxy.url, bucket.name, "md5")])
@@ -92,7 +92,7 @@ def test_slow_store_progress_events_report_growing_counters(
     """On a slow store, progress events appear every interval with counters that only grow
     and never pass the final ones."""
     bucket.put([f"p/{i:04d}" for i in range(3000)])
-    split = split_time()
+    split = split_time(bucket)
 
     with fault_proxy(s3.url, before=[delay_deletes(1.2)]) as proxy:
         config = write_config(
@@ -117,7 +117,7 @@ def test_listing_key_outside_prefix_fails_target_and_deletes_nothing_outside(
 ) -> None:
     """A store that answers with a key outside the prefix fails the target; that key stays."""
     bucket.put(["out/a", "out-archive/victim"])
-    split = split_time()
+    split = split_time(bucket)
 
     with fault_proxy(s3.url, after=[inject_listing_key("out-archive/victim")]) as proxy:
         config = write_config(tmp_path / "c.toml", [s3_target(proxy.url, bucket.name, "out")])
@@ -189,7 +189,7 @@ def test_listing_access_denied_fails_target_with_code_and_policy_hint(
     """A store refusing the listing (no s3:ListBucket) fails the target with AccessDenied,
     the bucket and a pointer to the IAM policy; nothing is deleted."""
     bucket.put(["out/a"])
-    split = split_time()
+    split = split_time(bucket)
 
     with fault_proxy(s3.url, before=[deny_listing()]) as proxy:
         config = write_config(tmp_path / "c.toml", [s3_target(proxy.url, bucket.name, "out")])

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.s3.conftest import Bucket
+from tests.s3.conftest import Bucket, split_time
 from tests.support.cli import Child
 from tests.support.faultproxy import delay_deletes, fault_proxy
 from tests.support.s3server import S3Endpoint
@@ -27,7 +27,11 @@ def test_sigterm_mid_run_finishes_batches_in_flight_counts_them_and_exits_143(
     `interrupted` with counters that match what is really gone, and exits 143."""
     total = 12_000
     bucket.put([f"slow/{i:05d}" for i in range(total)])
-    time.sleep(2.1)
+    # The child reads the real clock, so the objects must really be older than its 1 s
+    # max age: wait until this machine's clock is past the store's split by that much.
+    cutoff = split_time(bucket).timestamp() + 1
+    while time.time() <= cutoff:
+        time.sleep(0.05)
     with fault_proxy(s3.url, before=[delay_deletes(0.5)]) as proxy:
         env = {
             **os.environ,

@@ -1,6 +1,6 @@
 """Versioned buckets: `versions = "current"` and `versions = "all"`, and per-key errors.
 
-Objects get old the same way as in test_s3_sweep: written before `split_time()`,
+Objects get old the same way as in test_s3_sweep: written before `split_time(bucket)`,
 with the run's clock injected so the cutoff falls exactly on the split.
 Per-key errors are real: S3 Object Lock legal holds make the store refuse to
 delete those versions inside an otherwise successful DeleteObjects call.
@@ -29,7 +29,7 @@ def test_versions_current_deletes_old_current_objects_leaving_versions_and_marke
 ) -> None:
     """Only current objects count; deleting one adds a delete marker and keeps its versions."""
     _history(bucket)
-    split = split_time()
+    split = split_time(bucket)
     bucket.put(["v/a", "v/c"], body=b"new")
     config = write_config(tmp_path / "c.toml", [s3_target(s3.url, bucket.name, "v/")])
     before, _ = bucket.versions("v/")
@@ -50,7 +50,7 @@ def test_versions_all_removes_old_versions_and_markers_permanently(
 ) -> None:
     """Every version and delete marker older than the cutoff goes for good; fresh versions stay."""
     _history(bucket)
-    split = split_time()
+    split = split_time(bucket)
     bucket.put(["v/a", "v/c"], body=b"new")
     config = write_config(
         tmp_path / "c.toml", [s3_target(s3.url, bucket.name, "v/", versions="all")]
@@ -82,7 +82,7 @@ def test_versions_all_legal_hold_per_key_error_counted_logged_and_partial(
     )
     bucket.put([f"lk/free{i}" for i in range(4)])
     held = {v for v in bucket.versions("lk/")[0] if v[0] == "lk/held"}
-    split = split_time()
+    split = split_time(bucket)
     config = write_config(
         tmp_path / "c.toml", [s3_target(s3.url, bucket.name, "lk/", versions="all")]
     )
@@ -130,7 +130,7 @@ def test_versions_all_dry_run_predicts_object_lock_failures_equal_to_the_real_ru
     counters, status and exit code equal those of the real run that follows."""
     bucket = locked_bucket
     locked = _locked_history(bucket)
-    split = split_time()
+    split = split_time(bucket)
     config = write_config(
         tmp_path / "c.toml", [s3_target(s3.url, bucket.name, "lk/", versions="all")]
     )
@@ -165,7 +165,7 @@ def test_versions_current_on_object_lock_bucket_predicts_no_failure_delete_marke
     allows: the dry run predicts no failure and the real run deletes every old object."""
     bucket = locked_bucket
     locked = _locked_history(bucket)
-    split = split_time()
+    split = split_time(bucket)
     config = write_config(tmp_path / "c.toml", [s3_target(s3.url, bucket.name, "lk/")])
 
     dry = run_cli(["--config", str(config), "--dry-run"], now=run_at(split))

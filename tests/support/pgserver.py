@@ -1,12 +1,14 @@
 """A throwaway PostgreSQL server for tests, the demo and benchmarks.
 
 `postgres_server()` yields a DSN (`postgresql://user:password@127.0.0.1:port/db`).
-When a Docker daemon answers it uses testcontainers' PostgresContainer;
-otherwise it starts a private cluster from the local binaries
-(`/usr/lib/postgresql/15/bin`, or `$PG_BIN`) in a temp dir, listening on
-127.0.0.1 on a free port with its unix socket in the temp dir. initdb refuses
-to run as root, so as root the cluster runs as `nobody`. The postmaster gets
-SIGINT (fast shutdown) if this process dies, so it never outlives its user.
+When a Docker daemon answers, and always under `scripts/test.sh --containers`
+(which then never falls back), it uses testcontainers' PostgresContainer with
+$CLEANUP_TEST_POSTGRES_IMAGE (default postgres:15); otherwise it starts a
+private cluster from the local binaries (`/usr/lib/postgresql/15/bin`, or
+`$PG_BIN`) in a temp dir, listening on 127.0.0.1 on a free port with its unix
+socket in the temp dir. initdb refuses to run as root, so as root the cluster
+runs as `nobody`. The postmaster gets SIGINT (fast shutdown) if this process
+dies, and a container is removed, so neither outlives its user.
 Plain context manager: no pytest dependency.
 """
 
@@ -24,8 +26,11 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from tests.support import containers
+
 DEFAULT_BIN = "/usr/lib/postgresql/15/bin"
-IMAGE = "postgres:16-alpine"
+IMAGE_ENV = "CLEANUP_TEST_POSTGRES_IMAGE"
+IMAGE = "postgres:15"
 USER = "cleanup_admin"
 DATABASE = "postgres"
 # Speed over durability: a test cluster is thrown away anyway.
@@ -51,6 +56,9 @@ def _docker_answers() -> bool:
             client.close()
     except Exception:  # no daemon, no socket, permission denied: all mean "no Docker"
         return False
+
+
+_PORT_ATTEMPTS = 5
 
 
 def _free_port() -> int:
@@ -141,23 +149,32 @@ def _local_server(settings: Mapping[str, str]) -> Iterator[str]:
             capture_output=True,
             env=env,
         )
-        port = _free_port()
-        options = {
-            "listen_addresses": "127.0.0.1",
-            "port": str(port),
-            "unix_socket_directories": str(root),
-            **FAST_SETTINGS,
-            **settings,
-        }
-        argv = [str(bindir / "postgres"), "-D", str(data)]
-        for key, value in options.items():
-            argv += ["-c", f"{key}={value}"]
-        with open(log, "wb") as log_handle:
-            proc = subprocess.Popen(
-                _as_user(argv), stdout=log_handle, stderr=subprocess.STDOUT, env=env
-            )
-        dsn = f"postgresql://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
-        _wait_ready(dsn, proc, log, timeout=30)
+        # PostgreSQL cannot listen on port 0 and report the port: it gets a port that was
+        # free a moment ago, and when another process took it meanwhile, the next one.
+        for attempt in range(_PORT_ATTEMPTS):
+            port = _free_port()
+            options = {
+                "listen_addresses": "127.0.0.1",
+                "port": str(port),
+                "unix_socket_directories": str(root),
+                **FAST_SETTINGS,
+                **settings,
+            }
+            argv = [str(bindir / "postgres"), "-D", str(data)]
+            for key, value in options.items():
+                argv += ["-c", f"{key}={value}"]
+            with open(log, "wb") as log_handle:
+                proc = subprocess.Popen(
+                    _as_user(argv), stdout=log_handle, stderr=subprocess.STDOUT, env=env
+                )
+            dsn = f"postgresql://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
+            try:
+                _wait_ready(dsn, proc, log, timeout=30)
+                break
+            except RuntimeError:
+                taken = "Address already in use" in log.read_text(errors="replace")
+                if proc.poll() is None or not taken or attempt + 1 == _PORT_ATTEMPTS:
+                    raise
         yield dsn
     finally:
         if proc is not None and proc.poll() is None:
@@ -179,14 +196,19 @@ def _container_server(settings: Mapping[str, str]) -> Iterator[str]:
 
     password = secrets.token_hex(16)
     command = " ".join(f"-c {k}={v}" for k, v in {**FAST_SETTINGS, **settings}.items())
-    container = PostgresContainer(
-        IMAGE, username=USER, password=password, dbname=DATABASE, driver=None
-    ).with_command(command)
-    # Publish on the loopback interface only (docker-py's (address, port) form; a
-    # None port lets Docker pick a free one), never on every interface of the host.
-    container.ports = {"5432": ("127.0.0.1", None)}
-    with container:
-        host = container.get_container_host_ip()
+
+    def build(image: str) -> PostgresContainer:
+        container = PostgresContainer(
+            image, username=USER, password=password, dbname=DATABASE, driver=None
+        ).with_command(command)
+        # Publish on the loopback interface only (docker-py's (address, port) form; a
+        # None port lets Docker pick a free one), never on every interface of the host.
+        container.ports = {"5432": (containers.LOOPBACK, None)}
+        return container
+
+    image = containers.image(IMAGE_ENV, IMAGE)
+    with containers.started("PostgreSQL", image, build) as container:
+        host = containers.host_of(container)
         port = container.get_exposed_port(5432)
         yield f"postgresql://{USER}:{password}@{host}:{port}/{DATABASE}"
 
@@ -195,7 +217,7 @@ def _container_server(settings: Mapping[str, str]) -> Iterator[str]:
 def postgres_server(settings: Mapping[str, str] | None = None) -> Iterator[str]:
     """A running PostgreSQL (14+ for TID range scans); yields a superuser DSN."""
     extra = dict(settings or {})
-    if _docker_answers():
+    if containers.required() or _docker_answers():
         with _container_server(extra) as dsn:
             yield dsn
     else:

@@ -1,8 +1,11 @@
 """A real S3 API on loopback for tests, the demo and the benchmark.
 
-`s3_server()` starts MinIO through testcontainers when a Docker daemon answers,
-otherwise moto's server on a free 127.0.0.1 port; tests written against the
-yielded `S3Endpoint` run unchanged on either. `moto_process()` runs moto in its
+`s3_server()` starts a container through testcontainers when a Docker daemon
+answers, and always under `scripts/test.sh --containers` (which then never falls
+back): $CLEANUP_TEST_S3_IMAGE, default MinIO; an image whose name contains "moto"
+runs as moto's server (the script builds one). Otherwise it runs moto's server in
+this process on a free 127.0.0.1 port. Tests written against the yielded
+`S3Endpoint` run unchanged on each. `moto_process()` runs moto in its
 own process, so a benchmark can measure the server's CPU apart from the client's.
 Plain context managers: no pytest dependency. Every server stops on exit.
 """
@@ -19,9 +22,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
+from tests.support import containers
+
 ACCESS_KEY = "cleanup-test-key"
 SECRET_KEY = "cleanup-test-secret"  # a throwaway credential of a loopback server
 REGION = "us-east-1"
+IMAGE_ENV = "CLEANUP_TEST_S3_IMAGE"
 MINIO_IMAGE = "minio/minio:RELEASE.2024-11-07T00-52-20Z"
 
 
@@ -30,6 +36,7 @@ class S3Endpoint:
     url: str
     kind: str  # "moto" or "minio"
     pid: int | None = None  # the server's process, when it has its own
+    seed_route: bool = True  # moto only: SEED_PATH is served (not by moto in a container)
 
     # Ambient settings that would send the default chain elsewhere than credentials_env().
     AMBIENT = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
@@ -194,30 +201,47 @@ def moto_process() -> Iterator[S3Endpoint]:
 
 
 @contextmanager
-def minio_container() -> Iterator[S3Endpoint]:
-    """MinIO in a container (testcontainers), its port published on a random host port."""
+def _published(
+    image: str, port: int, ready_path: str, command: str | None = None, **env: str
+) -> Iterator[str]:
+    """Start `image` (with `command`, `env`) and `port` published on a random loopback port;
+    yield its URL once an HTTP request to `ready_path` is answered."""
     from testcontainers.core.container import DockerContainer
 
-    container = (
-        DockerContainer(MINIO_IMAGE)
-        .with_command("server /data")
-        .with_env("MINIO_ROOT_USER", ACCESS_KEY)
-        .with_env("MINIO_ROOT_PASSWORD", SECRET_KEY)
-        .with_exposed_ports(9000)
-    )
-    with container:
-        host = container.get_container_host_ip()
-        port = container.get_exposed_port(9000)
-        url = f"http://{host}:{port}"
-        _wait_http(url + "/minio/health/live", 60)
+    def build(image: str) -> DockerContainer:
+        container = DockerContainer(image, command=command, env=env)
+        # docker-py's (address, None) form: loopback only, the port of Docker's choosing.
+        container.ports = {str(port): (containers.LOOPBACK, None)}
+        return container
+
+    with containers.started("S3", image, build) as container:
+        url = f"http://{containers.host_of(container)}:{container.get_exposed_port(port)}"
+        _wait_http(url + ready_path, 60)
+        yield url
+
+
+@contextmanager
+def minio_container(image: str = MINIO_IMAGE) -> Iterator[S3Endpoint]:
+    """MinIO in a container (testcontainers)."""
+    env = {"MINIO_ROOT_USER": ACCESS_KEY, "MINIO_ROOT_PASSWORD": SECRET_KEY}
+    with _published(image, 9000, "/minio/health/live", "server /data", **env) as url:
         yield S3Endpoint(url, "minio")
 
 
 @contextmanager
+def moto_container(image: str) -> Iterator[S3Endpoint]:
+    """moto's server in a container (scripts/containers/moto: port 5000, any credentials)."""
+    with _published(image, 5000, "/moto-api/") as url:
+        yield S3Endpoint(url, "moto", seed_route=False)
+
+
+@contextmanager
 def s3_server() -> Iterator[S3Endpoint]:
-    """MinIO when Docker answers, else moto in this process."""
-    if docker_answers():
-        with minio_container() as endpoint:
+    """A container when Docker answers or containers are required, else moto in this process."""
+    if containers.required() or docker_answers():
+        image = containers.image(IMAGE_ENV, MINIO_IMAGE)
+        start = moto_container if "moto" in image.rsplit("/", 1)[-1] else minio_container
+        with start(image) as endpoint:
             yield endpoint
     else:
         with moto_thread() as endpoint:
@@ -235,15 +259,15 @@ def seed(
 ) -> None:
     """Create objects (`keys`, or `count` keys `prefix` + 8 digits) as fast as the server allows.
 
-    On moto through its seeding route, on MinIO with parallel PUTs. Seeding is never
-    what a test or benchmark measures.
+    On moto in this process through its seeding route, elsewhere (MinIO, moto in a
+    container) with parallel PUTs. Seeding is never what a test or benchmark measures.
     """
     import json
     import urllib.request
 
     if keys is None:
         keys = [f"{prefix}{i:08d}" for i in range(count)]
-    if endpoint.kind != "moto":
+    if endpoint.kind != "moto" or not endpoint.seed_route:
         put_many(endpoint.client(), bucket, keys, body)
         return
     for start in range(0, len(keys), 50_000):
