@@ -37,14 +37,24 @@ def test_generate_check_passes_on_the_checkout() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("derived", ["helm/cleanup/values.schema.json", "docs/configuration.md"])
-def test_generate_check_fails_naming_a_hand_edited_file(tmp_path: Path, derived: str) -> None:
+@pytest.mark.parametrize(
+    ("derived", "generated"),
+    [
+        ("helm/cleanup/values.schema.json", "Unique across all targets"),
+        ("helm/cleanup/values.yaml", "Delete nothing; report what a real run would delete."),
+        ("docs/configuration.md", "Unique across all targets"),
+    ],
+)
+def test_generate_check_fails_naming_a_hand_edited_file(
+    tmp_path: Path, derived: str, generated: str
+) -> None:
     """A hand edit of a generated file makes `generate.sh --check` fail and name the file."""
     copy = tmp_path / "repo"
     for part in ("cleanup", "scripts", "helm", "docs"):
         shutil.copytree(REPO / part, copy / part)
     edited = copy / derived
-    edited.write_text(edited.read_text().replace("Unique across all targets", "Unique", 1))
+    assert generated in edited.read_text()
+    edited.write_text(edited.read_text().replace(generated, "Hand-edited.", 1))
     proc = _generate(copy, "--check")
     assert proc.returncode == 1
     assert f"stale: {derived}" in proc.stderr

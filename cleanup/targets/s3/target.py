@@ -25,7 +25,6 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -156,23 +155,16 @@ class S3Target:
     def run(self, ctx: TargetContext) -> None:
         if refused := self._whole_bucket_refused():
             raise TargetError(refused)
+        # Two clients: the first listing page goes through one with few retries, so an
+        # unusable store fails the target in seconds; everything after, the work client.
         probe = self._client(ctx, PROBE_ATTEMPTS)
-        work: Future[S3Client] = Future()
+        client = self._client(ctx, MAX_ATTEMPTS)
         pages = Prefetch(
-            lambda: list_pages(self.settings, probe, work),
+            lambda: list_pages(self.settings, probe, client),
             PAGES_AHEAD,
             f"s3-list-{ctx.name}",
             ctx.stop,
         )
-        # The first page is on its way (through the probe client): build the work client
-        # meanwhile, off the critical path.
-        try:
-            client = self._client(ctx, MAX_ATTEMPTS)
-        except TargetError as exc:
-            work.set_exception(exc)
-            pages.close()
-            raise
-        work.set_result(client)
         flights: Flights[_Flight] = Flights(IN_FLIGHT, ctx.stop, f"s3-{ctx.name}")
         dispatch = self._dispatcher(ctx, client, flights)
         complete = False

@@ -44,7 +44,7 @@ from dataclasses import astuple, dataclass, replace
 from typing import Any
 
 from cleanup.errors import TargetError
-from cleanup.targets.base import COUNTERS, TargetContext
+from cleanup.targets.base import COUNTERS, Budget, TargetContext
 from cleanup.targets.volumes.sweep import DirFrame, Entry, Sweep
 
 _DIR, _LINK, _FILE, _OTHER = b"dlfo"
@@ -157,7 +157,9 @@ def _work(
         kind=ctx.kind,
         cutoff=ctx.cutoff,
         dry_run=ctx.dry_run,
-        budget=ctx.budget,
+        # Workers only sweep uncapped runs (a cap keeps the sweep in one process): a budget
+        # of their own that grants everything, not the coordinator's, copied at fork.
+        budget=Budget(0),
         stop=stop,
         logger=ctx.logger,
         channel=results,
