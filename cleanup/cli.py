@@ -27,9 +27,9 @@ from cleanup.config import (
     CliOptions,
     Settings,
     downward_context,
-    early_log_options,
     effective_config,
     load_settings,
+    log_options,
     warning_fields,
 )
 from cleanup.errors import ConfigError
@@ -145,7 +145,7 @@ def _options_from(argv: Sequence[str]) -> CliOptions:
 def _config_error(
     exc: ConfigError, options: CliOptions, environ: Mapping[str, str], run_id: str
 ) -> int:
-    level, fmt = early_log_options(options, environ)
+    level, fmt = exc.log_options
     logger = configure(level, fmt, {"run_id": run_id, **downward_context(environ)})
     emit(
         logger,
@@ -172,9 +172,10 @@ def main(
     try:
         args = build_parser().parse_args(args_list)
     except _UsageError as exc:
-        return _config_error(
-            ConfigError([f"command line: {exc}"]), _options_from(args_list), env, run_id
-        )
+        # The arguments did not parse: the log options are read leniently from them.
+        lenient = _options_from(args_list)
+        error = ConfigError([f"command line: {exc}"], log_options(lenient, env))
+        return _config_error(error, lenient, env, run_id)
     except SystemExit as exc:  # --help and --version (text on stdout, as asked)
         return exc.code if isinstance(exc.code, int) else runner.EXIT_USAGE
     options = CliOptions(

@@ -8,8 +8,12 @@ class CleanupError(Exception):
 class ConfigError(CleanupError):
     """The configuration is invalid; carries every problem found, not just the first."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(
+        self, problems: list[str], log_options: tuple[str, str] = ("INFO", "json")
+    ) -> None:
         self.problems = list(problems)
+        # The log level and format read before the problems were found: the error's own format.
+        self.log_options = log_options
         super().__init__("; ".join(self.problems))
 
 

@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cleanup import __version__
-from cleanup.config import Settings, TargetSettings
+from cleanup.config import Settings
 from cleanup.errors import TargetError, TargetSkipped
 from cleanup.logs import emit, rfc3339
-from cleanup.targets import build
+from cleanup.targets import TargetSettings, build
 from cleanup.targets.base import COUNTERS, Budget, Target, TargetContext
 from cleanup.units import human_bytes, human_seconds
 

@@ -25,6 +25,7 @@ for hook in scripts/setup.d/*.sh; do
 done
 export PATH="$PWD/.venv/bin:$PWD/.cache/bin:$PATH"
 uv lock --check --offline 2>/dev/null || uv lock --check  # uv.lock is current (online only to say why not)
+bash scripts/generate.sh --check  # no derived file (chart schema, reference page) is stale
 ruff check .
 ruff format --check .
 mypy --strict cleanup

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from cleanup.config import (
-    CliOptions,
-    PostgresSettings,
-    S3Settings,
-    VolumeSettings,
-    load_settings,
-)
+from cleanup.config import CliOptions, load_settings
 from cleanup.errors import ConfigError
+from cleanup.targets.postgres.settings import PostgresSettings
+from cleanup.targets.s3.settings import S3Settings
+from cleanup.targets.volumes.settings import VolumeSettings
 from tests.support.cli import run_cli
 
 

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from cleanup.config import Settings, VolumeSettings
+from cleanup.config import Settings
 from cleanup.logs import configure
 from cleanup.runner import finish, run
 from cleanup.targets.base import TargetContext
+from cleanup.targets.volumes.settings import VolumeSettings
 from tests.support.cli import assert_json_only, run_cli
 from tests.volumes.conftest import NOW, make
 

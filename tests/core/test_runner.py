@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from cleanup import runner
-from cleanup.config import Settings, VolumeSettings
+from cleanup.config import Settings
 from cleanup.errors import TargetError, TargetSkipped
 from cleanup.logs import configure
 from cleanup.runner import exit_code, run
 from cleanup.targets.base import Budget, TargetContext
+from cleanup.targets.volumes.settings import VolumeSettings
 from tests.volumes.conftest import NOW
 
 

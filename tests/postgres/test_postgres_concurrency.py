@@ -16,12 +16,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-import cleanup.targets.postgres as pg_target
-import cleanup.targets.postgres_db as pg_db
+import cleanup.targets.postgres.db as pg_db
+import cleanup.targets.postgres.target as pg_target
 from tests.postgres.conftest import Jobs, connect
 from tests.support.cli import run_cli
 
-LOCK_TIMEOUT_S = 2.0  # the target's lock_timeout (cleanup.targets.postgres_db.LOCK_TIMEOUT)
+LOCK_TIMEOUT_S = 2.0  # the target's lock_timeout (cleanup.targets.postgres.db.LOCK_TIMEOUT)
 
 
 def _lock_key(jobs: Jobs) -> tuple[str, str]:

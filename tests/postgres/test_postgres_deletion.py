@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 from psycopg import sql
 
-import cleanup.targets.postgres as pg_target
-from cleanup.targets.postgres import PostgresTarget
+import cleanup.targets.postgres.target as pg_target
+from cleanup.targets.postgres.target import PostgresTarget
 from tests.postgres.conftest import Jobs, connect, create_jobs_table
 from tests.support.cli import run_cli, utc
 

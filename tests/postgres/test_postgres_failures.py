@@ -14,8 +14,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-import cleanup.targets.postgres as pg_target
-from cleanup.targets.postgres_db import describe
+import cleanup.targets.postgres.target as pg_target
+from cleanup.targets.postgres.db import describe
 from tests.postgres.conftest import Jobs, connect, create_jobs_table
 from tests.support.cli import run_cli
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-import cleanup.targets.postgres_checks as pg_checks
+import cleanup.targets.postgres.checks as pg_checks
 from tests.postgres.conftest import Jobs
 from tests.support.cli import Result, run_cli
 

@@ -22,11 +22,11 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
-import cleanup.targets.postgres as pg_target
-import cleanup.targets.postgres_db as pg_db
-from cleanup.config import PostgresSettings
+import cleanup.targets.postgres.db as pg_db
+import cleanup.targets.postgres.target as pg_target
 from cleanup.runner import STOP_GRACE_S
 from cleanup.targets.base import Budget, TargetContext
+from cleanup.targets.postgres.settings import PostgresSettings
 from tests.postgres.conftest import Jobs
 from tests.support.tcpfault import freezing_proxy, silent_server
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cleanup.targets import s3 as s3_target_module
+from cleanup.targets.s3 import target as s3_target_module
 from tests.s3.conftest import Bucket, run_at, s3_target, split_time, write_config
 from tests.support.cli import run_cli
 from tests.support.faultproxy import deny_listing, fault_proxy

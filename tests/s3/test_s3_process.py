@@ -74,7 +74,7 @@ def test_volumes_only_run_never_imports_the_aws_sdk(tmp_path: Path) -> None:
         "from cleanup.cli import main\n"
         f"main(['--max-age', '1d'], environ={{'CLEANUP_VOLUMES': {str(volume)!r}}})\n" + probe
     )
-    control = "import sys, cleanup.targets.s3\n" + probe
+    control = "import sys, cleanup.targets.s3.target\n" + probe
 
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = subprocess.run(

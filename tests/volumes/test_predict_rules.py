@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cleanup.targets.volumes_predict import (
+from cleanup.targets.volumes.predict import (
     CAP_DAC_OVERRIDE,
     CAP_FOWNER,
     DirAccess,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import cleanup.targets.volumes as volumes
+import cleanup.targets.volumes.sweep as volumes
 from tests.volumes.conftest import DAY, NOW, age, listing, make, sweep
 from tests.volumes.unprivileged import AS_NOBODY, sandbox
 
@@ -323,10 +323,10 @@ def test_sweep_directory_swapped_for_symlink_is_not_followed(
     make(root, "dir/old", 30)
     outside = tmp_path / "outside"
     make(outside, "old", 30)
-    real_enter = volumes.VolumeTarget._enter_dir
+    real_enter = volumes.Sweep._enter_dir
 
     def swap_then_enter(
-        self: volumes.VolumeTarget,
+        self: volumes.Sweep,
         ctx: object,
         stack: object,
         parent: volumes.DirFrame,
@@ -338,7 +338,7 @@ def test_sweep_directory_swapped_for_symlink_is_not_followed(
             os.symlink(outside, root / "dir")
         real_enter(self, ctx, stack, parent, name, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(volumes.VolumeTarget, "_enter_dir", swap_then_enter)
+    monkeypatch.setattr(volumes.Sweep, "_enter_dir", swap_then_enter)
     result = sweep(tmp_path, root)
     assert listing(outside) == {"old"}
     assert (root / "dir").is_symlink()

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from cleanup import runner
-from cleanup.config import CliOptions, VolumeSettings, load_settings
+from cleanup.config import CliOptions, load_settings
 from cleanup.logs import configure
+from cleanup.targets.volumes.settings import VolumeSettings
 from tests.support.cli import Child
 from tests.volumes.conftest import (
     NOW,

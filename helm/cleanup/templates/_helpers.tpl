@@ -157,16 +157,22 @@ config.toml (SPEC section 3) rendered from .Values.config.
 */}}
 {{- define "cleanup.configToml" -}}
 # Rendered by the {{ include "cleanup.chart" . }} Helm chart from .Values.config.
+{{- /* Lists are target kinds ([[kind]] tables), the rest run-level keys: the keys
+     themselves come from values.schema.json, generated from the tool's own. */}}
 {{- $global := dict }}
-{{- range $key := list "max_age" "dry_run" "max_deletions" "progress_interval" }}
-{{- $_ := set $global $key (get $.Values.config $key) }}
+{{- range $key, $value := $.Values.config }}
+{{- if not (kindIs "slice" $value) }}
+{{- $_ := set $global $key $value }}
+{{- end }}
 {{- end }}
 {{- include "cleanup.tomlPairs" $global }}
-{{- range $kind := list "volumes" "s3" "postgres" }}
-{{- range (get $.Values.config $kind) }}
+{{- range $kind, $targets := $.Values.config }}
+{{- if kindIs "slice" $targets }}
+{{- range $targets }}
 
 [[{{ $kind }}]]
 {{- include "cleanup.tomlPairs" . }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{ end }}

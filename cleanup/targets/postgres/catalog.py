@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cleanup.config import PostgresSettings
 from cleanup.errors import TargetError
-from cleanup.targets.postgres_db import Connection
+from cleanup.targets.postgres.db import Connection
+from cleanup.targets.postgres.settings import PostgresSettings
 
 _TIMESTAMP_TYPES = {1184: "timestamptz", 1114: "timestamp", 1082: "date"}
 

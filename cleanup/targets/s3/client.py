@@ -27,7 +27,7 @@ from botocore.exceptions import (
 from botocore.retries import standard
 from botocore.utils import parse_timestamp
 
-from cleanup.config import S3Settings
+from cleanup.targets.s3.settings import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -223,3 +223,11 @@ def _one_line(text: str, limit: int = 300) -> str:
     """An SDK message as one line of bounded length (some quote whole answers)."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def retries_cut_short(stop: threading.Event, exc: Exception) -> bool:
+    """Whether `exc` is one the stop request kept from being retried (a throttled answer,
+    a connection error): the target is then interrupted, not failed."""
+    if not stop.is_set():
+        return False
+    return not isinstance(exc, ClientError) or error_code(exc) in RETRYABLE_CODES

@@ -38,17 +38,16 @@ from typing import TypeVar
 import psycopg
 from psycopg import errors, sql
 
-from cleanup.config import PostgresSettings
 from cleanup.errors import TargetError, TargetSkipped
-from cleanup.targets import postgres_checks
 from cleanup.targets.base import TargetContext
-from cleanup.targets.postgres_catalog import (
+from cleanup.targets.postgres import checks as postgres_checks
+from cleanup.targets.postgres.catalog import (
     TableInfo,
     inspect_table,
     relation_blocks,
     table_lock_conflicts,
 )
-from cleanup.targets.postgres_db import (
+from cleanup.targets.postgres.db import (
     LOCK_TIMEOUT,
     STATEMENT_TIMEOUT,
     StopGuard,
@@ -59,7 +58,8 @@ from cleanup.targets.postgres_db import (
     require_dsn,
     try_advisory_lock,
 )
-from cleanup.targets.postgres_sql import Queries, batch_queries, eligible
+from cleanup.targets.postgres.settings import PostgresSettings
+from cleanup.targets.postgres.sql import Queries, batch_queries, eligible
 
 Connection = psycopg.Connection[tuple[object, ...]]
 _T = TypeVar("_T")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from cleanup.config import PostgresSettings
+from cleanup.targets.postgres.settings import PostgresSettings
 
 
 def eligible(s: PostgresSettings) -> sql.Composed:

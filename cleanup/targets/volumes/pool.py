@@ -3,7 +3,7 @@
 Why processes: on local storage the sweep is CPU-bound, and what separates it
 from `find` is Python's cost per entry, not the kernel's. Threads share one
 interpreter lock and measured slower; forked workers each run the ordinary
-sweep (`VolumeTarget.sweep_from`) on a core of their own, so every safety rule
+sweep (`Sweep.sweep_from`) on a core of their own, so every safety rule
 holds exactly as with one worker.
 
 How the work is split: this process lists the root and hands its entries out
@@ -19,7 +19,7 @@ snapshots come back as messages on a second socket; this process logs them and
 adds them up, so lines never interleave and progress events see live counters.
 Which items a `max_deletions` cap lets through would depend on how the
 workers' timing falls, so a dry run could not name them; with a cap the target
-sweeps in one process instead (see `VolumeTarget.run`).
+sweeps in one process instead (see `VolumeTarget.run` in target.py).
 
 Stopping: a signal sets `ctx.stop` here; the workers are sent SIGTERM, finish
 the entry in hand, report and exit. One that has not exited a few seconds later
@@ -44,8 +44,8 @@ from dataclasses import astuple, dataclass, replace
 from typing import Any
 
 from cleanup.errors import TargetError
-from cleanup.targets.base import COUNTERS, TargetContext
-from cleanup.targets.volumes import DirFrame, Entry, VolumeTarget
+from cleanup.targets.base import COUNTERS, Budget, TargetContext
+from cleanup.targets.volumes.sweep import DirFrame, Entry, Sweep
 
 _DIR, _LINK, _FILE, _OTHER = b"dlfo"
 _BATCH_ENTRIES = 256
@@ -134,7 +134,7 @@ class _WorkerContext(TargetContext):
 
 
 def _work(
-    target: VolumeTarget,
+    target: Sweep,
     ctx: TargetContext,
     index: int,
     root: DirFrame,
@@ -157,7 +157,9 @@ def _work(
         kind=ctx.kind,
         cutoff=ctx.cutoff,
         dry_run=ctx.dry_run,
-        budget=ctx.budget,
+        # Workers only sweep uncapped runs (a cap keeps the sweep in one process): a budget
+        # of their own that grants everything, not the coordinator's, copied at fork.
+        budget=Budget(0),
         stop=stop,
         logger=ctx.logger,
         channel=results,
@@ -361,9 +363,7 @@ def _reap(pids: list[int], deadline: float) -> dict[int, int]:
             os.close(fd)
 
 
-def sweep_in_workers(
-    target: VolumeTarget, ctx: TargetContext, root: DirFrame, root_dev: int
-) -> None:
+def sweep_in_workers(target: Sweep, ctx: TargetContext, root: DirFrame, root_dev: int) -> None:
     """Sweep from the open `root` with `target.settings.workers` processes; closes `root` after."""
     jobs, jobs_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     results, results_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -14,11 +14,10 @@ import threading
 import psycopg
 from psycopg import sql
 
-from cleanup.config import PostgresSettings
 from cleanup.errors import TargetError
 from cleanup.targets.base import TargetContext
-from cleanup.targets.postgres_catalog import TableInfo, examine
-from cleanup.targets.postgres_db import (
+from cleanup.targets.postgres.catalog import TableInfo, examine
+from cleanup.targets.postgres.db import (
     Connection,
     StopGuard,
     Stopped,
@@ -26,6 +25,7 @@ from cleanup.targets.postgres_db import (
     describe,
     require_dsn,
 )
+from cleanup.targets.postgres.settings import PostgresSettings
 
 # The count may scan a large table; it takes no row locks.
 COUNT_STATEMENT_TIMEOUT = "10min"

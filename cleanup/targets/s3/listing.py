@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import Future
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cleanup.config import S3Settings
+from cleanup.targets.s3.settings import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -17,11 +16,9 @@ if TYPE_CHECKING:
 Entry = tuple[str, str | None, int, datetime, bool]
 
 
-def list_pages(
-    settings: S3Settings, probe: S3Client, work: Future[S3Client]
-) -> Iterator[dict[str, Any]]:
+def list_pages(settings: S3Settings, probe: S3Client, work: S3Client) -> Iterator[dict[str, Any]]:
     """Listing pages under the prefix; the first through the probe client, so an unusable
-    store fails fast, the others through the work client (built meanwhile)."""
+    store fails fast, the others through the work client."""
     bucket, prefix = settings.bucket, settings.prefix
     api = probe
     if settings.versions == "all":
@@ -34,7 +31,7 @@ def list_pages(
             markers = {"KeyMarker": versions["NextKeyMarker"]}
             if versions.get("NextVersionIdMarker"):
                 markers["VersionIdMarker"] = versions["NextVersionIdMarker"]
-            api = work.result()
+            api = work
     else:
         token: dict[str, Any] = {}
         while True:
@@ -43,7 +40,7 @@ def list_pages(
             if not page.get("IsTruncated"):
                 return
             token = {"ContinuationToken": page["NextContinuationToken"]}
-            api = work.result()
+            api = work
 
 
 def entries(page: dict[str, Any], all_versions: bool) -> Iterator[Entry]:

@@ -16,10 +16,10 @@ from urllib.parse import quote
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from cleanup.config import PostgresSettings
 from cleanup.errors import TargetError
 from cleanup.redact import REDACTED
 from cleanup.redact import redact as redact_generic
+from cleanup.targets.postgres.settings import PostgresSettings
 
 Connection = psycopg.Connection[tuple[object, ...]]
 

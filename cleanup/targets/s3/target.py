@@ -25,30 +25,30 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cleanup.config import S3Settings
 from cleanup.errors import TargetError
 from cleanup.globs import Excluder
 from cleanup.targets.base import TargetContext
-from cleanup.targets.s3_checks import preflight_problems, warn_empty
-from cleanup.targets.s3_client import (
+from cleanup.targets.s3.checks import preflight_problems, warn_empty
+from cleanup.targets.s3.client import (
     MAX_ATTEMPTS,
     PROBE_ATTEMPTS,
     RETRYABLE_CODES,
     describe,
     error_code,
     make_client,
+    retries_cut_short,
 )
-from cleanup.targets.s3_list import entries, list_pages
-from cleanup.targets.s3_lock import LOCKED, LockCheck, lock_check
-from cleanup.targets.s3_prefetch import Prefetch
-from cleanup.targets.s3_send import Flights
+from cleanup.targets.s3.listing import entries, list_pages
+from cleanup.targets.s3.lock import LOCKED, LockCheck, lock_check
+from cleanup.targets.s3.prefetch import Prefetch
+from cleanup.targets.s3.send import Flights
+from cleanup.targets.s3.settings import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -155,30 +155,23 @@ class S3Target:
     def run(self, ctx: TargetContext) -> None:
         if refused := self._whole_bucket_refused():
             raise TargetError(refused)
+        # Two clients: the first listing page goes through one with few retries, so an
+        # unusable store fails the target in seconds; everything after, the work client.
         probe = self._client(ctx, PROBE_ATTEMPTS)
-        work: Future[S3Client] = Future()
+        client = self._client(ctx, MAX_ATTEMPTS)
         pages = Prefetch(
-            lambda: list_pages(self.settings, probe, work),
+            lambda: list_pages(self.settings, probe, client),
             PAGES_AHEAD,
             f"s3-list-{ctx.name}",
             ctx.stop,
         )
-        # The first page is on its way (through the probe client): build the work client
-        # meanwhile, off the critical path.
-        try:
-            client = self._client(ctx, MAX_ATTEMPTS)
-        except TargetError as exc:
-            work.set_exception(exc)
-            pages.close()
-            raise
-        work.set_result(client)
         flights: Flights[_Flight] = Flights(IN_FLIGHT, ctx.stop, f"s3-{ctx.name}")
         dispatch = self._dispatcher(ctx, client, flights)
         complete = False
         try:
             complete = self._list_and_dispatch(ctx, pages, dispatch)
         except (ClientError, BotoCoreError) as exc:
-            if not _retries_cut_short(ctx, exc):
+            if not retries_cut_short(ctx.stop, exc):
                 raise TargetError(describe(exc, self.settings, "list")) from exc
         finally:
             pages.close()  # stops the listing thread: nothing is fetched after this
@@ -286,7 +279,7 @@ class S3Target:
                 codes = dict.fromkeys(pending, code)
             except BotoCoreError as exc:
                 self._settle(ctx, flight, pending, dict.fromkeys(pending, type(exc).__name__))
-                if _retries_cut_short(ctx, exc):
+                if retries_cut_short(ctx.stop, exc):
                     return
                 raise _Fatal(describe(exc, self.settings, "delete objects in")) from exc
             retry = [item for item in pending if codes.get(item) in RETRYABLE_CODES]
@@ -387,14 +380,6 @@ class S3Target:
             if not ctx.dry_run:
                 for item in left:
                     ctx.item_failed(ABANDONED, **self._fields(item))
-
-
-def _retries_cut_short(ctx: TargetContext, exc: Exception) -> bool:
-    """Whether `exc` is one the stop request kept from being retried (a throttled answer,
-    a connection error): the target is then interrupted, not failed."""
-    if not ctx.stop.is_set():
-        return False
-    return not isinstance(exc, ClientError) or error_code(exc) in RETRYABLE_CODES
 
 
 def create(settings: S3Settings) -> S3Target:

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cleanup.config import S3Settings
 from cleanup.targets.base import TargetContext
-from cleanup.targets.s3_client import describe
+from cleanup.targets.s3.client import describe
+from cleanup.targets.s3.settings import S3Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

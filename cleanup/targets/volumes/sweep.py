@@ -1,12 +1,12 @@
-"""Volume target: delete files and symlinks older than the cutoff under one root.
+"""The volume sweep: delete files and symlinks older than the cutoff below one open root.
 
 The walk holds a directory file descriptor for each level and does every
 operation relative to it (`scandir(fd)`, `stat`/`unlink`/`rmdir` with
 `dir_fd`, `open` with O_NOFOLLOW), so a symlink swapped in during the run can
 never redirect a deletion outside the root. Only one open directory per level
-is kept, so memory does not grow with the size of the tree. With `workers` > 1
-the root's entries are shared out over processes that each run this same sweep
-(volumes_pool.py).
+is kept, so memory does not grow with the size of the tree. The target
+(target.py) opens the root and runs this sweep itself, or shares the root's
+entries out over worker processes that each run it (pool.py).
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from cleanup.config import VolumeSettings
-from cleanup.errors import TargetError
 from cleanup.globs import Excluder
 from cleanup.logs import display_path
 from cleanup.targets.base import TargetContext
-from cleanup.targets.volumes_predict import DirAccess, Predictor, root_problems
+from cleanup.targets.volumes.predict import DirAccess, Predictor
+from cleanup.targets.volumes.settings import VolumeSettings
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _S_IFMT = stat.S_IFMT
 _S_IFREG = stat.S_IFREG
 _S_IFLNK = stat.S_IFLNK
@@ -51,7 +50,7 @@ class Entry(Protocol):
     def is_file(self, *, follow_symlinks: bool = True) -> bool: ...
 
 
-class _Listing(Iterator[Entry], Protocol):
+class Listing(Iterator[Entry], Protocol):
     def close(self) -> None: ...
 
 
@@ -60,7 +59,7 @@ class DirFrame:
     """One directory being swept: its fd and listing, and what it still holds."""
 
     fd: int
-    listing: _Listing
+    listing: Listing
     rel: str  # path relative to the root, with a trailing "/" ("" for the root)
     name: str
     ino: int
@@ -69,132 +68,17 @@ class DirFrame:
     access: DirAccess | None = None  # dry run only: what an unlink in it would meet
 
 
-class _Peeked:
-    """A listing with its first entry already read (to tell an empty root), put back in front."""
-
-    def __init__(self, first: Entry, rest: _Listing) -> None:
-        self._first: Entry | None = first
-        self._rest = rest
-
-    def __iter__(self) -> _Peeked:
-        return self
-
-    def __next__(self) -> Entry:
-        first, self._first = self._first, None
-        return first if first is not None else next(self._rest)
-
-    def close(self) -> None:
-        self._rest.close()
-
-
-def _unreachable(root: str, exc: OSError) -> str:
-    """Why the root cannot be opened, and what to fix."""
-    path = display_path(root)
-    try:
-        st = os.lstat(root)
-    except (FileNotFoundError, NotADirectoryError):
-        return f"volume root {path} does not exist: mount the volume there, or correct path"
-    except OSError as lstat_exc:
-        exc = lstat_exc  # a directory above it cannot be searched, say
-    else:
-        if stat.S_ISLNK(st.st_mode):
-            return (
-                f"volume root {path} is a symbolic link, which the sweep never follows: "
-                "set path to the directory it points to"
-            )
-        if not stat.S_ISDIR(st.st_mode):
-            return f"volume root {path} is not a directory: set path to the directory to sweep"
-    if exc.errno == errno.EACCES:
-        return (
-            f"volume root {path} cannot be opened: {exc.strerror} (this process, uid "
-            f"{os.geteuid()}, needs read and search permission on it and search permission "
-            "on each directory above it)"
-        )
-    return f"volume root {path} cannot be opened: {exc.strerror}"
-
-
 class _Capped(Exception):
     """The deletion budget is spent: stop the sweep."""
 
 
-class VolumeTarget:
+class Sweep:
+    """The sweep of one volume target, run in this process or in each worker."""
+
     def __init__(self, settings: VolumeSettings) -> None:
         self.settings = settings
         self.excluder = Excluder(settings.exclude)
         self.predictor: Predictor | None = None  # set by a dry run
-
-    def _open_root(self) -> tuple[int, os.stat_result]:
-        """The root, opened as the sweep needs it; TargetError says what is wrong and what to fix."""
-        root = self.settings.path
-        try:
-            fd = os.open(root, _DIR_FLAGS)
-        except OSError as exc:
-            raise TargetError(_unreachable(root, exc)) from exc
-        if self.settings.require_mount and not os.path.ismount(root):
-            os.close(fd)
-            raise TargetError(
-                f"volume root {display_path(root)} is not a mount point (require_mount = true): "
-                "mount the volume there, or set require_mount = false"
-            )
-        return fd, os.fstat(fd)
-
-    def run(self, ctx: TargetContext) -> None:
-        root_fd, root_st = self._open_root()
-        listing = None
-        try:
-            listing = os.scandir(root_fd)
-            first = next(listing, None)  # only to tell an empty root: it is put back
-        except OSError as exc:
-            if listing is not None:
-                listing.close()
-            os.close(root_fd)
-            raise TargetError(
-                f"volume root {display_path(self.settings.path)} cannot be listed: {exc.strerror}"
-            ) from exc
-        if first is None:
-            self._warn_empty(ctx)
-        # Read once per run, before any worker forks: the identity the prediction is for.
-        self.predictor = Predictor() if ctx.dry_run else None
-        root = DirFrame(
-            root_fd,
-            listing if first is None else _Peeked(first, listing),
-            "",
-            "",
-            root_st.st_ino,
-            root_st.st_mtime_ns,
-            access=self.predictor.directory(root_fd, root_st) if self.predictor else None,
-        )
-        # A capped run stays in one process: with several, which items the cap lets
-        # through would depend on timing, and a dry run could not name them.
-        if self.settings.workers > 1 and not ctx.budget.limit:
-            # Imported here: a single-process sweep needs none of the pool's machinery.
-            from cleanup.targets.volumes_pool import sweep_in_workers
-
-            sweep_in_workers(self, ctx, root, root_st.st_dev)
-        else:
-            self.sweep_from(ctx, root, root_st.st_dev, ctx.stop.is_set)
-
-    def preflight(self, ctx: TargetContext) -> list[str]:
-        """Whether a real run could list and delete under the root: no walk, nothing changed."""
-        fd, st = self._open_root()  # a TargetError is the problem, as the run would fail with
-        try:
-            return root_problems(display_path(self.settings.path), fd, st, Predictor())
-        finally:
-            os.close(fd)
-
-    def _warn_empty(self, ctx: TargetContext) -> None:
-        path = display_path(self.settings.path)
-        hint = (
-            ""
-            if self.settings.require_mount
-            else " (set require_mount = true to fail the target when nothing is mounted there)"
-        )
-        ctx.warning(
-            "root_empty",
-            f"volume root {path} holds no entries at all: an unmounted volume looks like this"
-            + hint,
-            path=path,
-        )
 
     def sweep_from(
         self, ctx: TargetContext, root: DirFrame, root_dev: int, stopping: Callable[[], bool]
@@ -332,7 +216,7 @@ class VolumeTarget:
         try:
             # O_NOFOLLOW: if the directory was swapped for a symlink since the listing,
             # this fails instead of following it out of the root.
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
+            fd = os.open(name, DIR_FLAGS, dir_fd=parent.fd)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 parent.kept += 1  # replaced by a link or file mid-run: leave it
@@ -395,7 +279,3 @@ class VolumeTarget:
         ctx.counters.matched += 1
         if ctx.debug:
             ctx.item_done(path=self._path(parent, frame.name) + "/", size=0)
-
-
-def create(settings: VolumeSettings) -> VolumeTarget:
-    return VolumeTarget(settings)
