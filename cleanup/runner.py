@@ -260,6 +260,23 @@ def exit_code(results: list[TargetResult]) -> int:
     return EXIT_OK
 
 
+def _each(
+    settings: Settings,
+    started_at: datetime,
+    stop: threading.Event,
+    logger: logging.Logger,
+    one: Callable[[TargetSettings], TargetResult],
+) -> list[TargetResult]:
+    """`one` for every selected target, in order; those a stop request came before skipped."""
+    results: list[TargetResult] = []
+    for target in settings.selected:
+        if stop.is_set():
+            results.append(_skipped(target, settings, started_at, logger))
+            continue
+        results.append(one(target))
+    return results
+
+
 def run(
     settings: Settings,
     started_at: datetime,
@@ -269,13 +286,13 @@ def run(
 ) -> list[TargetResult]:
     """Run every selected target; returns each target's result."""
     _started(settings, logger)
-    results: list[TargetResult] = []
-    for target in settings.selected:
-        if stop.is_set():
-            results.append(_skipped(target, settings, started_at, logger))
-            continue
-        results.append(run_target(target, settings, started_at, stop, logger, builder))
-    return results
+    return _each(
+        settings,
+        started_at,
+        stop,
+        logger,
+        lambda target: run_target(target, settings, started_at, stop, logger, builder),
+    )
 
 
 def _check_one(
@@ -327,13 +344,13 @@ def preflight(
     and the summary follow the usual rules.
     """
     _started(settings, logger, preflight=True)
-    results: list[TargetResult] = []
-    for target in settings.selected:
-        if stop.is_set():
-            results.append(_skipped(target, settings, started_at, logger))
-            continue
-        results.append(_check_one(target, settings, started_at, stop, logger, builder))
-    return results
+    return _each(
+        settings,
+        started_at,
+        stop,
+        logger,
+        lambda target: _check_one(target, settings, started_at, stop, logger, builder),
+    )
 
 
 def run_message(

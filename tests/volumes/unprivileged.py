@@ -15,13 +15,13 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pythonjsonlogger
 
 import cleanup
+from tests.support.cli import Result
 
 NOBODY = 65534
 AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
@@ -33,22 +33,8 @@ _PROBE = (
 )
 
 
-@dataclass
-class Run:
-    """What one run of the CLI printed, parsed."""
-
-    exit_code: int
-    stdout: str
-    stderr: str
-    lines: list[dict[str, Any]] = field(default_factory=list)
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines if line.get("event") == name]
-
-    def target(self, name: str) -> dict[str, Any]:
-        found = [line for line in self.events("target_finished") if line["target"] == name]
-        assert len(found) == 1, f"{self.stdout}\n{self.stderr}"
-        return found[0]
+# What one run printed, parsed: the same record as an in-process run's.
+Run = Result
 
 
 @dataclass
@@ -73,7 +59,7 @@ class Sandbox:
         lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         if "text" not in argv:
             assert proc.stderr == "", f"json format wrote to stderr: {proc.stderr}"
-        return Run(proc.returncode, proc.stdout, proc.stderr, lines)
+        return Result(proc.returncode, proc.stdout, proc.stderr, lines)
 
 
 def _interpreter() -> str | None:
