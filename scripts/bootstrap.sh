@@ -15,8 +15,15 @@ print(tomllib.load(open("pyproject.toml", "rb"))["tool"]["uv"]["required-version
 uv=.cache/uv/$uv_version/bin/uv
 if [ ! -x "$uv" ]; then
   rm -rf ".cache/uv/$uv_version.partial"
-  "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-    --no-warn-script-location --target ".cache/uv/$uv_version.partial" "uv==$uv_version"
+  # pip's output (index warnings included) is shown only when it fails: the demo's first
+  # screen is the job, not the installer.
+  mkdir -p .cache/uv
+  if ! "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    --no-warn-script-location --target ".cache/uv/$uv_version.partial" "uv==$uv_version" \
+    >".cache/uv/pip.log" 2>&1; then
+    cat .cache/uv/pip.log >&2
+    exit 1
+  fi
   # Renamed only when complete, so an interrupted install is never mistaken for one.
   mv ".cache/uv/$uv_version.partial" ".cache/uv/$uv_version"
 fi
