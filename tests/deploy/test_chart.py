@@ -16,6 +16,7 @@ import yaml
 from tests.deploy.conftest import (
     BAD_VALUES,
     CHART,
+    REPO,
     VALUES,
     check_config,
     config_toml,
@@ -28,7 +29,8 @@ from tests.deploy.conftest import (
     validate_all,
 )
 
-MATRIX = sorted(VALUES.glob("*.yaml"))
+# The values files of the documentation (examples/) are rendered and linted like the matrix.
+MATRIX = sorted(VALUES.glob("*.yaml")) + sorted((REPO / "examples").glob("values-*.yaml"))
 BAD = sorted(BAD_VALUES.glob("*.yaml"))
 HARDENED_CONTAINER = {
     "runAsNonRoot": True,

@@ -1,4 +1,4 @@
-"""The README demo (`bash scripts/demo.sh`): all three stores, dry run then real run, no leftovers."""
+"""The Quick start's demo (`bash scripts/demo.sh`): all three stores, dry run then real run, no leftovers."""
 
 from __future__ import annotations
 
