@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from cleanup import __version__
 from cleanup.cli import build_parser
 from tests.ops.conftest import Emitted
 
@@ -128,3 +129,13 @@ def test_docs_describe_helm_test_dry_run_and_preflight() -> None:
 def test_docs_have_no_text_the_trust_change_made_false() -> None:
     """No sentence of the old README survives, here or on the site, that exit 3, FailJob or run-time roots made false."""
     assert [phrase for phrase in STALE if phrase in ALL] == []
+
+
+def test_changelog_keeps_unreleased_above_the_package_version() -> None:
+    """CHANGELOG.md (Keep a Changelog): Unreleased first, then the package's version with its date."""
+    text = (REPO / "CHANGELOG.md").read_text()
+    headings = re.findall(r"^## \[([^]]+)\](?: - (\d{4}-\d{2}-\d{2}))?$", text, flags=re.MULTILINE)
+    assert headings[0] == ("Unreleased", "")
+    assert headings[1][0] == __version__ and headings[1][1], headings
+    assert ("0.1.0", "2026-12-02") in headings
+    assert '--8<-- "CHANGELOG.md"' in PAGES["changelog"]
