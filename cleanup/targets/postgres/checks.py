@@ -16,6 +16,7 @@ from psycopg import sql
 
 from cleanup.errors import TargetError
 from cleanup.targets.base import TargetContext
+from cleanup.targets.postgres import partitions
 from cleanup.targets.postgres.catalog import TableInfo, examine
 from cleanup.targets.postgres.db import (
     Connection,
@@ -51,6 +52,8 @@ def preflight(s: PostgresSettings, stop: threading.Event) -> list[str]:
         with StopGuard(conn, stop), conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
             found = examine(conn, s)
+            if found.info is not None and found.info.partitioned:
+                found.problems += _partition_problems(conn, s, found.info)
     except psycopg.Error as exc:
         return [
             f"PostgreSQL error while checking table {s.schema}.{s.table}: {describe(exc, s.dsn)}"
@@ -58,6 +61,23 @@ def preflight(s: PostgresSettings, stop: threading.Event) -> list[str]:
     finally:
         conn.close()
     return found.problems + ([found.delete_refused] if found.delete_refused else [])
+
+
+def _partition_problems(conn: Connection, s: PostgresSettings, parent: TableInfo) -> list[str]:
+    """A partitioned table's own problems: partitions this role may not delete from, and a
+    layout `partitions = "drop"` cannot apply to."""
+    try:
+        problems = [
+            leaf.info.delete_refused
+            for leaf in partitions.leaves(conn, s, parent)
+            if leaf.info.delete_refused
+        ]
+    except TargetError as exc:
+        return [str(exc)]
+    if s.partitions == "drop":
+        problem = partitions.drop_problem(conn, s, parent, partitions.layout(conn, s, parent))
+        problems += [problem] if problem else []
+    return problems
 
 
 def count_eligible(conn: Connection, query: sql.Composed, params: dict[str, object]) -> int:
