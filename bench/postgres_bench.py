@@ -138,6 +138,8 @@ def timed(argv: list[str], env: dict[str, str], dsn: str, application: str) -> d
                 argv, env=env, cwd=REPO, capture_output=True, text=True, check=False
             )
             elapsed = time.monotonic() - began
+        # A backend reports its WAL and commits as it exits, just after its client did.
+        time.sleep(1.5)
         conn.execute("SELECT pg_stat_clear_snapshot()")
         wal1, commits1 = server_counters(conn)
     if proc.returncode != 0:

@@ -9,21 +9,27 @@ already deleted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-import psycopg
 from psycopg import errors, sql
 
 from cleanup.errors import TargetError
 from cleanup.targets.base import TargetContext
+from cleanup.targets.postgres import db as pg_db
 from cleanup.targets.postgres.catalog import TableInfo
-from cleanup.targets.postgres.db import Connection, Stopped, describe
+from cleanup.targets.postgres.db import (
+    STATEMENT_TIMEOUT,
+    Connection,
+    Stopped,
+    describe,
+)
 from cleanup.targets.postgres.settings import PostgresSettings
-from cleanup.targets.postgres.sql import index_batch
+from cleanup.targets.postgres.sql import OVER_LIMIT, index_batch, over_limit_fails
 
 _T = TypeVar("_T")
 
@@ -34,6 +40,10 @@ QUICK_LOCK_TIMEOUT = "50ms"
 # The fast path cannot LIMIT its DELETE; this bounds how long it can hold row
 # locks when a range holds far more rows than expected (it is then rolled back).
 QUICK_STATEMENT_TIMEOUT = "150ms"
+_SET_TIMEOUTS = (
+    "SELECT set_config('lock_timeout', %(lock)s, %(local)s),"
+    " set_config('statement_timeout', %(statement)s, %(local)s)"
+)
 _RETRYABLE = (
     errors.LockNotAvailable,  # lock_timeout
     errors.QueryCanceled,  # statement_timeout
@@ -87,6 +97,22 @@ def retrying(
     raise AssertionError("unreachable")
 
 
+def quick_session(conn: Connection) -> contextlib.AbstractContextManager[None]:
+    """While open, the session's timeouts are the quick ones, so that a quick batch
+    statement needs no round trip of its own to set them; they are restored after."""
+
+    @contextlib.contextmanager
+    def session() -> Iterator[None]:
+        conn.execute(_SET_TIMEOUTS, _timeouts(QUICK_LOCK_TIMEOUT, QUICK_STATEMENT_TIMEOUT, False))
+        try:
+            yield
+        finally:
+            if not conn.closed and not conn.broken:
+                conn.execute(_SET_TIMEOUTS, _timeouts(pg_db.LOCK_TIMEOUT, STATEMENT_TIMEOUT, False))
+
+    return session()
+
+
 def transaction(
     conn: Connection,
     query: sql.Composed,
@@ -96,31 +122,48 @@ def transaction(
 ) -> Callable[[], int]:
     """One batch statement in its own transaction, as a callable for `retrying`.
 
-    With `quick_limit`, the transaction waits at most QUICK_LOCK_TIMEOUT for a lock
-    and runs at most QUICK_STATEMENT_TIMEOUT (retry it with `quick=True`, so those
-    errors reach the caller), and is rolled back when it deleted more than
-    `quick_limit` rows; the returned count then exceeds the limit.
+    With `quick_limit` (inside `quick_session`), the statement is its own transaction,
+    one round trip: it waits at most QUICK_LOCK_TIMEOUT for a lock and runs at most
+    QUICK_STATEMENT_TIMEOUT (retry it with `quick=True`, so those errors reach the
+    caller), and it undoes itself when it deleted more than `quick_limit` rows (the
+    returned count then exceeds the limit). Without, an explicit transaction with the
+    session's usual timeouts.
     """
 
     def run() -> int:
         began = time.monotonic()
         try:
-            with conn.transaction():
-                if quick_limit is not None:
-                    conn.execute(
-                        "SELECT set_config('lock_timeout', %s, true),"
-                        " set_config('statement_timeout', %s, true)",
-                        (QUICK_LOCK_TIMEOUT, QUICK_STATEMENT_TIMEOUT),
-                    )
-                deleted = max(conn.execute(query, params).rowcount, 0)
-                if quick_limit is not None and deleted > quick_limit:
-                    raise psycopg.Rollback()  # leaves the block, undoing this batch
+            if quick_limit is not None:
+                try:
+                    row = conn.execute(over_limit_fails(query), params | {"quick": quick_limit})
+                    deleted = int(str(_first(row.fetchone())))
+                except errors.InvalidTextRepresentation as exc:
+                    if OVER_LIMIT not in str(exc):
+                        raise
+                    deleted = quick_limit + 1  # the failed statement deleted nothing
+            else:
+                with conn.transaction():
+                    usual_timeouts(conn)
+                    deleted = max(conn.execute(query, params).rowcount, 0)
         finally:
             stats.transactions += 1
             stats.longest_s = max(stats.longest_s, time.monotonic() - began)
         return deleted
 
     return run
+
+
+def usual_timeouts(conn: Connection) -> None:
+    """The session's usual timeouts for the open transaction, inside `quick_session`."""
+    conn.execute(_SET_TIMEOUTS, _timeouts(pg_db.LOCK_TIMEOUT, STATEMENT_TIMEOUT, True))
+
+
+def _timeouts(lock: str, statement: str, local: bool) -> dict[str, object]:
+    return {"lock": lock, "statement": statement, "local": local}
+
+
+def _first(row: tuple[object, ...] | None) -> object:
+    return row[0] if row else 0
 
 
 def by_index(

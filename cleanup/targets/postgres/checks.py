@@ -27,6 +27,7 @@ from cleanup.targets.postgres.db import (
     require_dsn,
 )
 from cleanup.targets.postgres.settings import PostgresSettings
+from cleanup.targets.postgres.sql import TID_RANGE_VERSION
 
 # The count may scan a large table; it takes no row locks.
 COUNT_STATEMENT_TIMEOUT = "10min"
@@ -185,3 +186,27 @@ def warn_if_statuses_never_match(
         statuses=list(s.statuses),
         seen=seen,
     )
+
+
+def warn_about(ctx: TargetContext, s: PostgresSettings, info: TableInfo, version: int) -> None:
+    """Warnings about the table that hold for the whole run: no timestamp index, old server."""
+    if not info.timestamp_indexed:
+        ctx.event(
+            logging.WARNING,
+            "timestamp_not_indexed",
+            "no index has the timestamp column as its leading column",
+            table=info.qualified,
+            column=s.timestamp_column,
+        )
+    if version < TID_RANGE_VERSION:
+        how = (
+            f"batches pick rows by the index on column {s.timestamp_column!r} instead"
+            if info.timestamp_indexed
+            else f"each batch scans the table: create an index on {s.timestamp_column!r}"
+        )
+        ctx.warning(
+            "server_version_old",
+            f"PostgreSQL {version // 10000} has no TID Range Scan (it came in 14): {how}",
+            table=info.qualified,
+            server_version_num=version,
+        )

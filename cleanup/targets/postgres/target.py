@@ -7,11 +7,10 @@ full eligibility condition is evaluated by the DELETE itself, so a row goes
 only if it is eligible when it is deleted: rows inserted during the run land
 in new blocks (and are fresh), rows updated during the run are judged again.
 
-Fast path: one `DELETE ... WHERE ctid in range AND condition`, as cheap per
-row as a plain DELETE. It waits at most QUICK_LOCK_TIMEOUT for a row another
-session holds, runs at most QUICK_STATEMENT_TIMEOUT (a range grown over sparse
-blocks that meets dense ones), and is rolled back if the range held more than
-the batch may delete (or than `max_deletions` leaves). Either way the range then goes to
+Fast path: one `DELETE ... WHERE ctid in range AND condition`, its own transaction
+in one round trip, as cheap per row as a plain DELETE. It waits at most
+QUICK_LOCK_TIMEOUT for a row lock, runs at most QUICK_STATEMENT_TIMEOUT, and undoes
+itself if the range held more than the batch may delete. Then the range goes to
 the limited path: at most `limit` rows picked with `FOR UPDATE SKIP LOCKED`
 (rows others hold are skipped, never waited on) and deleted by ctid, a safe
 handle there because this very transaction holds their row locks. A role
@@ -20,9 +19,10 @@ that give way to row locks (`_around_locked_rows`). A full limited batch
 repeats its range with a smaller span, so nothing is left behind. Deletion
 never needs a primary key.
 
-The dry run counts instead (postgres_checks), and so does a run whose role may
-SELECT but not DELETE: its eligible rows are reported failed, so the preview and
-the real run end alike. After a stop request no new statement starts, back-off
+A partitioned table is swept leaf by leaf (postgres_partitions), old leaves
+possibly dropped whole (postgres_drop); below PostgreSQL 14, batches go by the
+timestamp index (postgres_batches.by_index). The dry run counts instead
+(postgres_checks), and so does a run whose role may SELECT but not DELETE. After a stop request no new statement starts, back-off
 waits are cut short, and a statement that does not return is cancelled, then
 its socket cut (postgres_db.StopGuard).
 """
@@ -39,7 +39,14 @@ from cleanup.errors import TargetError, TargetSkipped
 from cleanup.targets.base import TargetContext
 from cleanup.targets.postgres import checks as postgres_checks
 from cleanup.targets.postgres import partitions
-from cleanup.targets.postgres.batches import Stats, by_index, retrying, transaction
+from cleanup.targets.postgres.batches import (
+    Stats,
+    by_index,
+    quick_session,
+    retrying,
+    transaction,
+    usual_timeouts,
+)
 from cleanup.targets.postgres.catalog import (
     TableInfo,
     inspect_table,
@@ -60,16 +67,15 @@ from cleanup.targets.postgres.db import (
 )
 from cleanup.targets.postgres.drop import Dropper
 from cleanup.targets.postgres.settings import PostgresSettings
-from cleanup.targets.postgres.sql import Queries, batch_queries, eligible
+from cleanup.targets.postgres.sql import TID_RANGE_VERSION, Queries, batch_queries, eligible
 
 Connection = psycopg.Connection[tuple[object, ...]]
-# A batch aims for this duration; the span shrinks when a batch takes longer.
-TARGET_BATCH_S = 0.05
-# A range is sized to hold this share of batch_size eligible rows, so the fast
-# whole-range DELETE rarely finds more than a batch may take.
+# A batch aims for this duration, half the 50 ms a transaction may hold its row locks:
+# a range grows only as far as its predicted time stays within it.
+TARGET_BATCH_S = 0.025
+# A range is sized to hold this share of batch_size eligible rows (the fast path rarely
+# finds more than a batch may take).
 FILL = 0.8
-# PostgreSQL 14 brought the TID Range Scan that ctid-range batches rely on.
-TID_RANGE_VERSION = 140000
 MAX_BLOCK = 2**32 - 1  # past the last possible block number: an open-ended range
 MAX_SPAN_BLOCKS = 16384  # 128 MiB of heap per batch at most
 # How many quick lock waits one limited batch may spend isolating rows that other
@@ -131,7 +137,7 @@ class PostgresTarget:
         try:
             info = inspect_table(conn, s)
             version = server_version(conn)
-            self._warn_about(ctx, info, version)
+            postgres_checks.warn_about(ctx, s, info, version)
             stats = Stats()
             if info.partitioned:
                 self._partitioned(ctx, conn, info, version, stats)
@@ -154,29 +160,6 @@ class PostgresTarget:
         finally:
             if not conn.closed and not conn.broken:
                 advisory_unlock(conn, s)
-
-    def _warn_about(self, ctx: TargetContext, info: TableInfo, version: int) -> None:
-        s = self.settings
-        if not info.timestamp_indexed:
-            ctx.event(
-                logging.WARNING,
-                "timestamp_not_indexed",
-                "no index has the timestamp column as its leading column",
-                table=info.qualified,
-                column=s.timestamp_column,
-            )
-        if version < TID_RANGE_VERSION:
-            how = (
-                f"batches pick rows by the index on column {s.timestamp_column!r} instead"
-                if info.timestamp_indexed
-                else f"each batch scans the table: create an index on {s.timestamp_column!r}"
-            )
-            ctx.warning(
-                "server_version_old",
-                f"PostgreSQL {version // 10000} has no TID Range Scan (it came in 14): {how}",
-                table=info.qualified,
-                server_version_num=version,
-            )
 
     def _partitioned(
         self, ctx: TargetContext, conn: Connection, info: TableInfo, version: int, stats: Stats
@@ -249,13 +232,25 @@ class PostgresTarget:
     ) -> None:
         s = self.settings
         queries = self._queries(table)
-        params = self._params(ctx)
         end = relation_blocks(conn, info.oid)
         # reltuples is -1 before the first ANALYZE: guess a typical row density then.
         known = info.relpages > 0 and info.reltuples > 0
         rows_per_block = info.reltuples / info.relpages if known else 50.0
         span = max(1, min(MAX_SPAN_BLOCKS, int(s.batch_size / max(rows_per_block, 1.0))))
-        start = 0
+        with quick_session(conn):
+            self._ranges(ctx, conn, queries, info, stats, span, end)
+
+    def _ranges(
+        self,
+        ctx: TargetContext,
+        conn: Connection,
+        queries: Queries,
+        info: TableInfo,
+        stats: Stats,
+        span: int,
+        end: int,
+    ) -> None:
+        s, params, start = self.settings, self._params(ctx), 0
         take, give_back, counters = ctx.budget.take, ctx.budget.give_back, ctx.counters
         while not ctx.stop.is_set():
             granted = take(s.batch_size)
@@ -290,8 +285,7 @@ class PostgresTarget:
                 break
             start += span
             ratio = min(2.0, max(0.5, FILL * s.batch_size / deleted)) if deleted else 2.0
-            if elapsed > TARGET_BATCH_S:
-                ratio = min(ratio, TARGET_BATCH_S / elapsed)
+            ratio = min(ratio, TARGET_BATCH_S / max(elapsed, 1e-6))
             span = max(1, min(MAX_SPAN_BLOCKS, int(span * ratio)))
 
     def _batch(
@@ -350,6 +344,7 @@ class PostgresTarget:
 
         def pick() -> list[str]:
             with conn.transaction():
+                usual_timeouts(conn)
                 return [str(row[0]) for row in conn.execute(queries.pick, params)]
 
         picked = retrying(ctx, self.settings, stats, pick)
