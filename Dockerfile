@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Image for the `cleanup` retention job (SPEC section 8).
+# Image for the `cleanup` retention job (docs/deployment.md).
 #
 # Two stages on the same base: the builder installs the exact packages of uv.lock
 # into a virtualenv in /opt/venv (dependencies first, in their own cached layer,

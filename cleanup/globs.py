@@ -1,4 +1,4 @@
-"""Exclude globs shared by the volume and S3 targets (SPEC 5, volumes).
+"""Exclude globs shared by the volume and S3 targets (docs/volumes.md, docs/s3.md).
 
 fnmatch rules, case-sensitive, `*` also matches `/`. A pattern without `/`
 matches the entry's name; a pattern with `/` must match the whole path

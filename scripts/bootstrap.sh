@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Creates .venv at the repository root and installs the project into it, editable, with the
-# exact versions of uv.lock: the test and dev extras, or the extras named as arguments
-# (`scripts/bootstrap.sh all` for the job alone).
+# exact versions of uv.lock: the test, dev and docs extras, or the extras named as arguments
+# (`scripts/bootstrap.sh all` for the job alone, `scripts/bootstrap.sh demo` for the demo).
 # uv itself, at the version pyproject.toml pins (tool.uv.required-version), is installed from
 # PyPI into .cache/uv and linked as .cache/bin/uv.
 # Idempotent and quick: syncs only when uv.lock, pyproject.toml or the extras changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
-[ $# -gt 0 ] || set -- test dev
+[ $# -gt 0 ] || set -- test dev docs
 
 uv_version=$("$python" -c 'import tomllib
 print(tomllib.load(open("pyproject.toml", "rb"))["tool"]["uv"]["required-version"].lstrip("="))')
 uv=.cache/uv/$uv_version/bin/uv
 if [ ! -x "$uv" ]; then
   rm -rf ".cache/uv/$uv_version.partial"
-  "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-    --no-warn-script-location --target ".cache/uv/$uv_version.partial" "uv==$uv_version"
+  # pip's output (index warnings included) is shown only when it fails: the demo's first
+  # screen is the job, not the installer.
+  mkdir -p .cache/uv
+  if ! "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    --no-warn-script-location --target ".cache/uv/$uv_version.partial" "uv==$uv_version" \
+    >".cache/uv/pip.log" 2>&1; then
+    cat .cache/uv/pip.log >&2
+    exit 1
+  fi
   # Renamed only when complete, so an interrupted install is never mistaken for one.
   mv ".cache/uv/$uv_version.partial" ".cache/uv/$uv_version"
 fi

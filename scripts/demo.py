@@ -257,7 +257,11 @@ def main() -> int:
         seed_postgres(dsn)
         config = work / "demo.toml"
         write_config(config, volumes, endpoint)
-        print(config.read_text())
+        # The file itself is shown after the runs: the first screen is the job.
+        print(
+            "demo.toml: volumes temp (1d) and output (7d, .keep excluded), S3 renders"
+            f" (s3://{BUCKET}/output/, 7d), PostgreSQL jobs (table {TABLE}, 30d)"
+        )
         say("before the runs")
         print(leftovers(volumes, endpoint, dsn))
         env = {
@@ -277,6 +281,8 @@ def main() -> int:
             "what is left: fresh items, the excluded .keep, the object outside the prefix, unfinished jobs"
         )
         print(leftovers(volumes, endpoint, dsn))
+        say("the configuration both runs read (demo.toml)")
+        print(config.read_text(), end="")
         ok = dry["exit_code"] == 0 and real["exit_code"] == 0
         ok = ok and dry["matched"] == real["deleted"] > 0
     print(f"\ndemo finished in {time.monotonic() - began:.1f} s; servers stopped, files removed")

@@ -26,6 +26,8 @@ done
 export PATH="$PWD/.venv/bin:$PWD/.cache/bin:$PATH"
 uv lock --check --offline 2>/dev/null || uv lock --check  # uv.lock is current (online only to say why not)
 bash scripts/generate.sh --check  # no derived file (chart schema, reference page) is stale
+# The documentation site, into .cache/site: a broken link or anchor fails (strict in mkdocs.yml).
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
 ruff check .
 ruff format --check .
 mypy --strict cleanup

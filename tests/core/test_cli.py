@@ -1,4 +1,4 @@
-"""The command line, exit codes and JSON log lines (SPEC 2, 6, 7)."""
+"""The command line, exit codes and JSON log lines (docs/getting-started.md#usage, docs/events-and-exit-codes.md)."""
 
 from __future__ import annotations
 

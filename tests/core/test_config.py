@@ -1,4 +1,4 @@
-"""Configuration (SPEC 2-4): defaults < file < environment < command line, every problem at once."""
+"""Configuration (docs/configuration.md): defaults < file < environment < command line, every problem at once."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def vol(tmp_path: Path) -> str:
 
 
 def test_load_settings_full_file_gives_documented_defaults(tmp_path: Path, vol: str) -> None:
-    """Keys left out take the SPEC's defaults for every target kind."""
+    """Keys left out take the documented defaults for every target kind."""
     path = write(
         tmp_path,
         f"""
@@ -287,7 +287,7 @@ def test_load_settings_bad_env_value_names_key_and_value(vol: str, key: str, val
 
 
 def test_load_settings_quick_targets_from_env(tmp_path: Path) -> None:
-    """CLEANUP_VOLUMES, CLEANUP_S3_* and CLEANUP_PG_* each add targets with the SPEC's names."""
+    """CLEANUP_VOLUMES, CLEANUP_S3_* and CLEANUP_PG_* each add targets with the documented names."""
     a, b = tmp_path / "temp", tmp_path / "output"
     a.mkdir()
     b.mkdir()

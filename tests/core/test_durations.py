@@ -1,4 +1,4 @@
-"""Durations (SPEC 2): an integer and one unit; a bare integer means days."""
+"""Durations (docs/getting-started.md#usage): an integer and one unit; a bare integer means days."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""One log stream (SPEC 6): JSON lines only, readable summaries, redaction, the text format."""
+"""One log stream (docs/events-and-exit-codes.md): JSON lines only, readable summaries, redaction, the text format."""
 
 from __future__ import annotations
 

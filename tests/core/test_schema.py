@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from cleanup import schema
 from cleanup.cli import build_parser
@@ -43,6 +46,7 @@ def test_generate_check_passes_on_the_checkout() -> None:
         ("helm/cleanup/values.schema.json", "Unique across all targets"),
         ("helm/cleanup/values.yaml", "Delete nothing; report what a real run would delete."),
         ("docs/configuration.md", "Unique across all targets"),
+        ("helm/cleanup/README.md", "Image repository."),
     ],
 )
 def test_generate_check_fails_naming_a_hand_edited_file(
@@ -60,6 +64,26 @@ def test_generate_check_fails_naming_a_hand_edited_file(
     assert f"stale: {derived}" in proc.stderr
     assert _generate(copy).returncode == 0
     assert _generate(copy, "--check").returncode == 0
+
+
+def _leaves(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of a values tree, down to scalars, lists and empty maps."""
+    found = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        found += _leaves(value, f"{path}.") if isinstance(value, dict) and value else [path]
+    return found
+
+
+def test_chart_readme_documents_every_value() -> None:
+    """Every value of values.yaml has a row in the chart README (itself, or the map holding it)."""
+    values = yaml.safe_load((REPO / "helm/cleanup/values.yaml").read_text())
+    readme = (REPO / "helm/cleanup/README.md").read_text()
+    rows = set(re.findall(r"^\| `([\w.-]+)` \|", readme, flags=re.MULTILINE))
+    assert {"image.repository", "config.volumes", "alerts.suspended.for"} <= rows
+    parts = [leaf.split(".") for leaf in _leaves(values)]
+    missing = [p for p in parts if not any(".".join(p[:n]) in rows for n in range(1, len(p) + 1))]
+    assert missing == []
 
 
 def test_chart_config_schema_is_the_declared_one() -> None:

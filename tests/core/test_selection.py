@@ -1,4 +1,4 @@
-"""`--target NAMES` with and without `--only` (SPEC 2)."""
+"""`--target NAMES` with and without `--only` (docs/getting-started.md#usage)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Warnings for a valid configuration that is almost certainly not what was meant (SPEC 6)."""
+"""Warnings for a valid configuration that is almost certainly not what was meant (docs/events-and-exit-codes.md#warnings)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Helm chart, checked with real Helm 3 and Helm 4 and kubernetes-validate (SPEC section 8)."""
+"""The Helm chart, checked with real Helm 3 and Helm 4 and kubernetes-validate (docs/deployment.md)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import yaml
 from tests.deploy.conftest import (
     BAD_VALUES,
     CHART,
+    REPO,
     VALUES,
     check_config,
     config_toml,
@@ -28,7 +29,8 @@ from tests.deploy.conftest import (
     validate_all,
 )
 
-MATRIX = sorted(VALUES.glob("*.yaml"))
+# The values files of the documentation (examples/) are rendered and linted like the matrix.
+MATRIX = sorted(VALUES.glob("*.yaml")) + sorted((REPO / "examples").glob("values-*.yaml"))
 BAD = sorted(BAD_VALUES.glob("*.yaml"))
 HARDENED_CONTAINER = {
     "runAsNonRoot": True,
@@ -110,7 +112,7 @@ def test_chart_bad_values_rejected_by_schema(helm: str, values: Path) -> None:
 
 
 def test_chart_cronjob_named_release_dash_cleanup(helm: str) -> None:
-    """The CronJob is `<release>-cleanup`, also for a release called "cleanup" (SPEC manual run)."""
+    """The CronJob is `<release>-cleanup`, also for a release called "cleanup" (docs/operations.md#manual-and-dry-runs)."""
     for release in ("prod", "cleanup"):
         rendered = helm_template(helm, [VALUES / "minimal.yaml"], release=release)
         assert [c["metadata"]["name"] for c in rendered.of_kind("CronJob")] == [

@@ -1,4 +1,4 @@
-"""The chart's brakes (issue 10, SPEC sections 7 and 8), checked with real Helm 3 and Helm 4.
+"""The chart's brakes (issue 10, docs/deployment.md), checked with real Helm 3 and Helm 4.
 
 A capped run (exit 3) and a bad configuration (exit 2) fail the Job at once; the
 dry-run twin mounts every volume read-only; a postgres target without a DSN source

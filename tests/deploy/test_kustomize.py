@@ -1,4 +1,4 @@
-"""The kustomize manifests under k8s/, built with the real `kubectl kustomize` (SPEC section 8)."""
+"""The kustomize manifests under k8s/, built with the real `kubectl kustomize` (docs/deployment.md#kustomize)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The README demo (`bash scripts/demo.sh`): all three stores, dry run then real run, no leftovers."""
+"""The Quick start's demo (`bash scripts/demo.sh`): all three stores, dry run then real run, no leftovers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -68,3 +69,39 @@ def test_demo_shows_three_stores_and_leaves_nothing_running(tmp_path: Path) -> N
     assert not [c for c in _cmdlines() if f"port={pg_port} " in c], "PostgreSQL still running"
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", int(s3_port))) != 0, "S3 server still listening"
+
+
+def test_demo_without_venv_installs_demo_extra_only_and_shows_the_job_first(tmp_path: Path) -> None:
+    """From a checkout without .venv, the job's first line comes within 20 lines and no test tool is installed."""
+    checkout = tmp_path / "checkout"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, (n.decode() for n in tracked)):
+        if (REPO / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, checkout / name)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CLEANUP_DATABASE_URL", "VIRTUAL_ENV")}
+    env["TMPDIR"] = str(temp)
+    proc = subprocess.run(
+        ["bash", "scripts/demo.sh"],
+        cwd=checkout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    first = proc.stdout.splitlines()[:20]
+    assert "$ cleanup --config demo.toml --dry-run" in first, "\n".join(first)
+    assert any('"event": "run_started"' in line for line in first), "\n".join(first)
+    venv = checkout / ".venv"
+    check = "import importlib.util as u; print([m for m in ('pytest', 'mypy', 'ruff', 'mkdocs') if u.find_spec(m)])"
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", check], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "[]"

@@ -1,122 +1,45 @@
-"""The README documents what the tool really offers and emits, and nothing the change made false.
-
-Options come from the real argument parser, warning codes from the code that emits
-them, events, exit codes and fields from the real runs of tests/ops/conftest.py.
-"""
+"""The README is the front door: short, two quick-start commands, links that lead somewhere."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from cleanup.cli import build_parser
-from tests.ops.conftest import Emitted
-
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
-# `code` of every ConfigWarning(...) and ctx.warning(...) call in the package.
-_WARNING_CODE = re.compile(r"(?:ConfigWarning|\.warning)\(\s*\"(\w+)\"")
-# Phrases of the README before exit 3 and FailJob on it: each is false now.
-STALE = (
-    "set `backoffLimit: 0`",
-    "capped runs exit 1",
-    "A capped dry run also exits 1",
-    "at least one target `failed`, `partial` or `capped`",
-    "partial or capped (exit 1)",
-    "path to an existing directory",
-    "(a constant sentence)",
-    "A dry run needs SELECT only",
-)
 
 
-def _section(title: str) -> str:
-    """The README text from a heading to the next heading of the same or a higher level."""
-    lines = README.splitlines()
-    start = lines.index(
-        next(line for line in lines if re.fullmatch(rf"#+ {re.escape(title)}", line))
-    )
-    level = len(lines[start]) - len(lines[start].lstrip("#"))
-    body: list[str] = []
-    fenced = False
-    for line in lines[start + 1 :]:
-        fenced ^= line.startswith("```")
-        heading = re.match(r"(#+) ", line)
-        if heading and not fenced and len(heading.group(1)) <= level:
-            break
-        body.append(line)
-    return "\n".join(body)
+def _commands(section: str) -> list[str]:
+    """The command lines of the shell blocks under a `## <section>` heading of the README."""
+    body = README.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", body, flags=re.DOTALL)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
-def _table_rows(text: str) -> list[list[str]]:
-    return [
-        [cell.strip() for cell in line.strip().strip("|").split("|")]
-        for line in text.splitlines()
-        if line.startswith("|") and not line.startswith("| ---")
-    ]
+def test_readme_at_most_200_lines() -> None:
+    """The README has at most 200 lines: the rest of the documentation is the site under docs/."""
+    assert len(README.splitlines()) <= 200
 
 
-def test_readme_options_table_has_every_cli_option() -> None:
-    """Each long option of the real parser (`--preflight`, `--target` included) is in the table."""
-    documented = {row[0] for row in _table_rows(_section("Usage"))}
-    options = {flag for action in build_parser()._actions for flag in action.option_strings} - {
-        "-h",
-        "--help",
-    }
-    missing = [o for o in sorted(options) if not any(f"`{o}" in cell for cell in documented)]
-    assert missing == []
-    assert "--preflight" in options and "--target" in options
+def test_readme_quick_start_is_clone_then_exactly_demo_and_test_suite() -> None:
+    """After the clone, the Quick start has exactly two commands: the demo, then the test suite."""
+    commands = _commands("Quick start")
+    assert commands[0].startswith("git clone ")
+    assert commands[1:] == ["bash scripts/demo.sh", "bash scripts/test.sh"]
 
 
-def test_readme_exit_codes_table_matches_spec() -> None:
-    """The exit code table has 0, 1, 2, 3 and 130 / 143; 3 is the cap, and wins over 1."""
-    rows = {row[0]: row[1] for row in _table_rows(_section("Exit codes"))[1:]}
-    assert set(rows) == {"0", "1", "2", "3", "130 / 143"}
-    assert "`capped`" in rows["3"] and "wins over 1" in rows["3"]
-    assert "none `capped`" in rows["1"]
-    assert "A capped dry run exits 3 too" in _section("Exit codes")
-    assert "backlog" in _section("Exit codes")
+def test_readme_install_shows_image_chart_and_pip() -> None:
+    """Install has the three paths: an image build, `helm install` of the chart, pip with extras."""
+    commands = " ".join(_commands("Install"))
+    assert "podman build -t" in commands and "docker build" in commands
+    assert "helm install media ./helm/cleanup" in commands
+    assert "-f examples/values-minimal.yaml" in commands
+    assert "pip install '.[all]'" in commands and "cleanup --version" in commands
 
 
-def test_readme_documents_every_warning_code() -> None:
-    """Every config_warning / target_warning code the package can emit has a row in Warnings."""
-    codes = {
-        code
-        for path in (REPO / "cleanup").rglob("*.py")
-        for code in _WARNING_CODE.findall(path.read_text())
-    }
-    assert {"max_age_unused", "s3_prefix_glob", "s3_prefix_leading_slash"} <= codes
-    rows = {row[1].strip("`") for row in _table_rows(_section("Warnings"))[1:]}
-    assert sorted(codes - rows) == []
-
-
-def test_readme_names_every_event_and_exit_code_the_runs_emit(emitted: Emitted) -> None:
-    """Each event and exit code of the real runs, and each target_finished field, is in the README."""
-    events = emitted.values("event")
-    assert {"preflight", "config_warning"} <= events
-    assert [e for e in sorted(events) if f"`{e}`" not in README] == []
-    fields = {key for line in emitted.lines if line["event"] == "target_finished" for key in line}
-    assert {"cutoff", "max_age_s", "backlog"} <= fields
-    assert [f for f in sorted(fields) if f"`{f}`" not in README] == []
-    table = _section("Output")
-    for field in ("cutoff", "max_age_s", "backlog", "traceback", "predicted", "problems"):
-        assert f"`{field}" in table, field
-    for code in set(emitted.exit_codes) - {130, 143}:
-        assert f"| {code} |" in _section("Exit codes"), code
-
-
-def test_readme_describes_helm_test_dry_run_and_preflight() -> None:
-    """The Deploy section shows `helm test`; Dry run and Preflight say what each store can know."""
-    deploy = _section("Deploy")
-    assert "helm test media -n media --logs" in deploy
-    assert "read-only" in _section("Dry-run preview")
-    assert "`predicted: true`" in _section("Dry run: a prediction")
-    for store in ("volumes", "postgres", "s3"):
-        assert f"| {store} |" in _section("Dry run: a prediction"), store
-        assert f"| {store} |" in _section("Preflight"), store
-    assert "changing nothing" in _section("Preflight")
-    assert "### Exit code 3" in README
-
-
-def test_readme_has_no_text_the_trust_change_made_false() -> None:
-    """No sentence of the old README survives that exit 3, FailJob or run-time roots made false."""
-    assert [phrase for phrase in STALE if phrase in README] == []
+def test_readme_relative_links_exist() -> None:
+    """Every relative link of the README names a file of the repository (docs pages included)."""
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README)
+    relative = [link for link in links if "://" not in link]
+    assert "docs/getting-started.md" in relative
+    assert [link for link in relative if not (REPO / link).exists()] == []

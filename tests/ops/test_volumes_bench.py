@@ -1,4 +1,4 @@
-"""The volume benchmark (bench/volumes_bench.py) still runs and reports what the README quotes."""
+"""The volume benchmark (bench/volumes_bench.py) still runs and reports what docs/benchmarks.md quotes."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from cleanup.targets.postgres.settings import PostgresSettings
 from tests.postgres.conftest import Jobs
 from tests.support.tcpfault import freezing_proxy, silent_server
 
-# SPEC §7: run_finished within 10 s of SIGTERM.
+# docs/events-and-exit-codes.md#exit-codes: run_finished within 10 s of SIGTERM.
 STOP_BOUND_S = 10.0
 
 

@@ -1,4 +1,4 @@
-"""A bounded stop on S3 (SPEC §7): after SIGTERM, `run_finished` within 10 s, whatever the store.
+"""A bounded stop on S3 (docs/events-and-exit-codes.md#exit-codes): after SIGTERM, `run_finished` within 10 s, whatever the store.
 
 Each test runs the CLI as a separate process, lets it reach a store that misbehaves
 (a socket that accepts and never answers, a proxy that throttles or holds every
@@ -26,7 +26,8 @@ from tests.s3.conftest import Bucket
 from tests.support.faultproxy import fault_proxy, hold_deletes, slow_down, slow_down_deletes
 from tests.support.s3server import S3Endpoint
 
-CONTRACT_S = 10.0  # SPEC §7: run_finished within 10 s of the signal
+# docs/events-and-exit-codes.md#exit-codes: run_finished within 10 s of the signal.
+CONTRACT_S = 10.0
 # The run as a console script, and as plain main() without main_exit's safety net (which
 # os._exit()s past threads left behind): then only daemon threads let the process end.
 MODULE = [sys.executable, "-m", "cleanup"]

@@ -1,4 +1,4 @@
-"""A dry run predicts the permission failures of the real run (SPEC 5, Dry run as a prediction).
+"""A dry run predicts the permission failures of the real run (docs/getting-started.md).
 
 The dry run and the real run are run as the same identity on the same tree, a tree with
 directories that identity may and may not write; everything the dry run reports must

@@ -1,4 +1,4 @@
-"""The volume root at run time: reachability, an empty root, and `--preflight` (SPEC 2, 5, 6)."""
+"""The volume root at run time: reachability, an empty root, and `--preflight` (docs/volumes.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SIGTERM / SIGINT during a sweep of a large tree (SPEC 6, 7)."""
+"""SIGTERM / SIGINT during a sweep of a large tree (docs/events-and-exit-codes.md#exit-codes)."""
 
 from __future__ import annotations
 

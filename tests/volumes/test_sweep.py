@@ -1,4 +1,4 @@
-"""The volume target on real directory trees (SPEC 5, Volumes)."""
+"""The volume target on real directory trees (docs/volumes.md)."""
 
 from __future__ import annotations
 

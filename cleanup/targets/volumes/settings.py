@@ -19,7 +19,7 @@ from cleanup.schema import (
 )
 
 MAX_WORKERS = 32
-# Never swept, however they are spelled (SPEC 5, volumes).
+# Never swept, however they are spelled (docs/volumes.md).
 FORBIDDEN_ROOTS = frozenset(
     [
         "/",

@@ -142,7 +142,7 @@ One TOML key = value line per set value of a map (sorted keys; nulls left out).
 JSON strings and arrays of strings are valid TOML basic strings and arrays, and
 integers and booleans print the same in both, so toJson quotes every string
 safely (quotes, backslashes, newlines, unicode) and leaves numbers and booleans raw.
-The schema limits keys to the SPEC's names, which are all valid bare TOML keys.
+The schema limits keys to the declared names (docs/configuration.md), which are all valid bare TOML keys.
 */}}
 {{- define "cleanup.tomlPairs" -}}
 {{- range $key, $value := . }}
@@ -153,7 +153,7 @@ The schema limits keys to the SPEC's names, which are all valid bare TOML keys.
 {{- end }}
 
 {{/*
-config.toml (SPEC section 3) rendered from .Values.config.
+config.toml (docs/configuration.md) rendered from .Values.config.
 */}}
 {{- define "cleanup.configToml" -}}
 # Rendered by the {{ include "cleanup.chart" . }} Helm chart from .Values.config.
@@ -366,8 +366,8 @@ spec:
     rules:
       # Exit code 2 is a usage or configuration error: a retry cannot fix it.
       # Exit code 3 is a capped run: the safety brake held, and a retry would
-      # delete another max_deletions. Either way the Job fails at once (SPEC
-      # sections 7 and 8), whatever backoffLimit says.
+      # delete another max_deletions. Either way the Job fails at once
+      # (docs/events-and-exit-codes.md#exit-codes), whatever backoffLimit says.
       - action: FailJob
         onExitCodes:
           containerName: cleanup
