@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
+import psycopg
 from psycopg import errors, sql
 
 from cleanup.errors import TargetError
@@ -29,7 +30,7 @@ from cleanup.targets.postgres.db import (
     describe,
 )
 from cleanup.targets.postgres.settings import PostgresSettings
-from cleanup.targets.postgres.sql import OVER_LIMIT, index_batch, over_limit_fails
+from cleanup.targets.postgres.sql import index_batch
 
 _T = TypeVar("_T")
 
@@ -122,25 +123,22 @@ def transaction(
 ) -> Callable[[], int]:
     """One batch statement in its own transaction, as a callable for `retrying`.
 
-    With `quick_limit` (inside `quick_session`), the statement is its own transaction,
-    one round trip: it waits at most QUICK_LOCK_TIMEOUT for a lock and runs at most
+    With `quick_limit` (inside `quick_session`, whose timeouts need no statement of
+    their own), it waits at most QUICK_LOCK_TIMEOUT for a lock and runs at most
     QUICK_STATEMENT_TIMEOUT (retry it with `quick=True`, so those errors reach the
-    caller), and it undoes itself when it deleted more than `quick_limit` rows (the
-    returned count then exceeds the limit). Without, an explicit transaction with the
-    session's usual timeouts.
+    caller), and is rolled back when it deleted more than `quick_limit` rows (the
+    returned count then exceeds the limit). Without, the transaction sets the
+    session's usual timeouts for itself.
     """
 
     def run() -> int:
         began = time.monotonic()
         try:
             if quick_limit is not None:
-                try:
-                    row = conn.execute(over_limit_fails(query), params | {"quick": quick_limit})
-                    deleted = int(str(_first(row.fetchone())))
-                except errors.InvalidTextRepresentation as exc:
-                    if OVER_LIMIT not in str(exc):
-                        raise
-                    deleted = quick_limit + 1  # the failed statement deleted nothing
+                with conn.transaction():
+                    deleted = max(conn.execute(query, params).rowcount, 0)
+                    if deleted > quick_limit:
+                        raise psycopg.Rollback()  # leaves the block, undoing this batch
             else:
                 with conn.transaction():
                     usual_timeouts(conn)
@@ -160,10 +158,6 @@ def usual_timeouts(conn: Connection) -> None:
 
 def _timeouts(lock: str, statement: str, local: bool) -> dict[str, object]:
     return {"lock": lock, "statement": statement, "local": local}
-
-
-def _first(row: tuple[object, ...] | None) -> object:
-    return row[0] if row else 0
 
 
 def by_index(

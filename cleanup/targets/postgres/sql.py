@@ -83,17 +83,3 @@ def index_batch(
         " AND {cond} RETURNING {ts})"
         " SELECT count(*), max({ts})::timestamptz FROM gone"
     ).format(table=table, ts=sql.Identifier(column), cond=cond, lock=lock)
-
-
-# A quick batch that deleted more than it may fails on purpose, so that the one statement
-# undoes itself without a round trip for ROLLBACK: its text cast to bigint fails.
-OVER_LIMIT = "batch over its limit"
-
-
-def over_limit_fails(delete: sql.Composed) -> sql.Composed:
-    """`delete` returning how many rows it deleted, failing (and so rolled back) when that is
-    more than %(quick)s."""
-    return sql.SQL(
-        "WITH gone AS ({} RETURNING 1) SELECT (CASE WHEN count(*) > %(quick)s"
-        " THEN {} || count(*) ELSE count(*)::text END)::bigint FROM gone"
-    ).format(delete, sql.Literal(OVER_LIMIT + ": "))

@@ -7,10 +7,10 @@ full eligibility condition is evaluated by the DELETE itself, so a row goes
 only if it is eligible when it is deleted: rows inserted during the run land
 in new blocks (and are fresh), rows updated during the run are judged again.
 
-Fast path: one `DELETE ... WHERE ctid in range AND condition`, its own transaction
-in one round trip, as cheap per row as a plain DELETE. It waits at most
-QUICK_LOCK_TIMEOUT for a row lock, runs at most QUICK_STATEMENT_TIMEOUT, and undoes
-itself if the range held more than the batch may delete. Then the range goes to
+Fast path: one `DELETE ... WHERE ctid in range AND condition`, as cheap per row
+as a plain DELETE. It waits at most QUICK_LOCK_TIMEOUT for a row lock, runs at most
+QUICK_STATEMENT_TIMEOUT, and is rolled back if the range held more than the batch
+may delete. Then the range goes to
 the limited path: at most `limit` rows picked with `FOR UPDATE SKIP LOCKED`
 (rows others hold are skipped, never waited on) and deleted by ctid, a safe
 handle there because this very transaction holds their row locks. A role
