@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+import cleanup.targets.postgres.batches as pg_batches
 import cleanup.targets.postgres.db as pg_db
 import cleanup.targets.postgres.target as pg_target
 from tests.postgres.conftest import Jobs, connect
@@ -232,7 +233,7 @@ def _lock_table_on_first_batch(
 ) -> list[psycopg.Connection[Any]]:
     """Make another session take ACCESS EXCLUSIVE on the table just before the first batch."""
     monkeypatch.setattr(pg_db, "LOCK_TIMEOUT", "100ms")
-    monkeypatch.setattr(pg_target, "RETRY_BACKOFF_S", 0.05)
+    monkeypatch.setattr(pg_batches, "RETRY_BACKOFF_S", 0.05)
     holders: list[psycopg.Connection[Any]] = []
     original = pg_target.PostgresTarget._batch
 
@@ -280,7 +281,7 @@ def test_postgres_batch_lock_timeout_retried_a_bounded_number_of_times_then_fail
     assert result.exit_code == 1
     target = result.target("jobs")
     assert target["status"] == "failed"
-    assert f"failed {pg_target.BATCH_RETRIES + 1} times" in target["error"]
+    assert f"failed {pg_batches.BATCH_RETRIES + 1} times" in target["error"]
     assert "lock timeout" in target["error"]
-    assert len(result.events("batch_retry")) == pg_target.BATCH_RETRIES
+    assert len(result.events("batch_retry")) == pg_batches.BATCH_RETRIES
     assert jobs.count() == 500

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from psycopg import sql
 
-import cleanup.targets.postgres.target as pg_target
+import cleanup.targets.postgres.batches as pg_batches
 from cleanup.targets.postgres.target import PostgresTarget
 from tests.postgres.conftest import Jobs, connect, create_jobs_table
 from tests.support.cli import run_cli, utc
@@ -139,11 +139,11 @@ def test_postgres_fast_path_cut_by_its_statement_timeout_falls_back_to_limited_b
     jobs: Jobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When every whole-range DELETE runs too long, limited batches still delete exactly."""
-    monkeypatch.setattr(pg_target, "QUICK_STATEMENT_TIMEOUT", "20ms")
+    monkeypatch.setattr(pg_batches, "QUICK_STATEMENT_TIMEOUT", "20ms")
     original = PostgresTarget._queries
 
-    def slow_fast_path(self: PostgresTarget) -> Any:
-        queries = original(self)
+    def slow_fast_path(self: PostgresTarget, table: sql.Identifier) -> Any:
+        queries = original(self, table)
         # An initplan that sleeps 1 s: the quick statement_timeout cancels it every time.
         slow = queries.whole_range + sql.SQL(" AND (SELECT pg_sleep(1)) IS NOT NULL")
         return dataclasses.replace(queries, whole_range=slow)

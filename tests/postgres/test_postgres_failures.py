@@ -14,9 +14,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-import cleanup.targets.postgres.target as pg_target
+import cleanup.targets.postgres.batches as pg_batches
 from cleanup.targets.postgres.db import describe
-from tests.postgres.conftest import Jobs, connect, create_jobs_table
+from tests.postgres.conftest import Jobs, connect
 from tests.support.cli import run_cli
 
 SECRET = "Zq7-very-secret-pa55word"
@@ -202,7 +202,7 @@ def test_postgres_least_privilege_table_lock_is_waited_on_then_fails(jobs: Jobs)
     target = result.target("jobs")
     assert target["status"] == "failed"
     assert "lock timeout" in target["error"]
-    assert len(result.events("batch_retry")) == pg_target.BATCH_RETRIES
+    assert len(result.events("batch_retry")) == pg_batches.BATCH_RETRIES
     assert jobs.count() == 300
 
 
@@ -276,19 +276,3 @@ def test_postgres_warns_when_no_index_leads_with_the_timestamp(jobs: Jobs) -> No
     assert warning["level"] == "WARNING"
     assert warning["column"] == "created_at"
     assert result.target("jobs")["status"] == "ok"
-
-
-def test_postgres_partitioned_table_fails_with_advice(jobs: Jobs) -> None:
-    """A partitioned parent is refused (ctid is not unique across partitions), naming it."""
-    name = f"{jobs.name}_parted"
-    jobs.execute(
-        sql.SQL(
-            "CREATE TABLE {} (created_at timestamptz, status text) PARTITION BY RANGE (created_at)"
-        ).format(sql.Identifier(name))
-    )
-    result = run_cli(jobs.argv(table=name), jobs.env())
-    target = result.target("jobs")
-    assert target["status"] == "failed"
-    assert "partitioned" in target["error"]
-    assert name in target["error"]
-    assert create_jobs_table  # the same helper builds the tables of the other tests

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
+import cleanup.targets.postgres.batches as pg_batches
 import cleanup.targets.postgres.db as pg_db
 import cleanup.targets.postgres.target as pg_target
 from cleanup.runner import STOP_GRACE_S
@@ -146,7 +147,7 @@ def test_postgres_retry_back_off_is_cut_short_by_the_stop(jobs: Jobs, monkeypatc
     """A batch waiting out its retry back-off ends as soon as the stop is set: the target
     returns (interrupted, not failed) without sleeping the back-off out."""
     monkeypatch.setattr(pg_db, "LOCK_TIMEOUT", "100ms")
-    monkeypatch.setattr(pg_target, "RETRY_BACKOFF_S", 60.0)
+    monkeypatch.setattr(pg_batches, "RETRY_BACKOFF_S", 60.0)
     jobs.fill(100, "40 days", "completed")
     settings = PostgresSettings(name="jobs", table=jobs.name, max_age=30 * 86400, dsn=jobs.dsn)
     stop = threading.Event()

@@ -26,6 +26,8 @@ class TableInfo:
     can_lock_rows: bool
     # Why this role may not DELETE from the table, with the grant that fixes it; "" if it may.
     delete_refused: str = ""
+    # Declaratively partitioned: the rows live in its leaf partitions (postgres/partitions.py).
+    partitioned: bool = False
 
 
 @dataclass
@@ -64,16 +66,15 @@ def examine(conn: Connection, s: PostgresSettings) -> Examined:
         )
     oid, relpages, reltuples = _int(row[0]), _int(row[2]), float(str(row[3]))
     relkind, can_select, can_delete, can_lock, role = row[1], row[4], row[5], row[6], row[7]
-    if relkind == "p":
+    if relkind not in ("r", "p"):
         return Examined(
-            problems=[f"table {qualified!r} is partitioned: configure one target per partition"]
-        )
-    if relkind != "r":
-        return Examined(
-            problems=[f"{qualified!r} is not a table (relkind {relkind!r}): name a plain table"]
+            problems=[
+                f"{qualified!r} is not a table (relkind {relkind!r}): name a plain or partitioned table"
+            ]
         )
     found = Examined()
-    if not can_delete:
+    # A partitioned table's rows are deleted in its partitions, whose own grants count.
+    if not can_delete and relkind == "r":
         found.delete_refused = (
             f"the database role {role!r} lacks DELETE on table {qualified!r}:"
             f" grant it (GRANT DELETE ON {qualified} TO {role})"
@@ -121,6 +122,7 @@ def examine(conn: Connection, s: PostgresSettings) -> Examined:
         timestamp_indexed=bool(indexed and indexed[0]),
         can_lock_rows=bool(can_lock),
         delete_refused=found.delete_refused,
+        partitioned=relkind == "p",
     )
     return found
 

@@ -16,6 +16,7 @@ from psycopg import sql
 
 from cleanup.errors import TargetError
 from cleanup.targets.base import TargetContext
+from cleanup.targets.postgres import partitions
 from cleanup.targets.postgres.catalog import TableInfo, examine
 from cleanup.targets.postgres.db import (
     Connection,
@@ -26,6 +27,7 @@ from cleanup.targets.postgres.db import (
     require_dsn,
 )
 from cleanup.targets.postgres.settings import PostgresSettings
+from cleanup.targets.postgres.sql import TID_RANGE_VERSION
 
 # The count may scan a large table; it takes no row locks.
 COUNT_STATEMENT_TIMEOUT = "10min"
@@ -51,6 +53,8 @@ def preflight(s: PostgresSettings, stop: threading.Event) -> list[str]:
         with StopGuard(conn, stop), conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
             found = examine(conn, s)
+            if found.info is not None and found.info.partitioned:
+                found.problems += _partition_problems(conn, s, found.info)
     except psycopg.Error as exc:
         return [
             f"PostgreSQL error while checking table {s.schema}.{s.table}: {describe(exc, s.dsn)}"
@@ -58,6 +62,23 @@ def preflight(s: PostgresSettings, stop: threading.Event) -> list[str]:
     finally:
         conn.close()
     return found.problems + ([found.delete_refused] if found.delete_refused else [])
+
+
+def _partition_problems(conn: Connection, s: PostgresSettings, parent: TableInfo) -> list[str]:
+    """A partitioned table's own problems: partitions this role may not delete from, and a
+    layout `partitions = "drop"` cannot apply to."""
+    try:
+        problems = [
+            leaf.info.delete_refused
+            for leaf in partitions.leaves(conn, s, parent)
+            if leaf.info.delete_refused
+        ]
+    except TargetError as exc:
+        return [str(exc)]
+    if s.partitions == "drop":
+        problem = partitions.drop_problem(conn, s, parent, partitions.layout(conn, s, parent))
+        problems += [problem] if problem else []
+    return problems
 
 
 def count_eligible(conn: Connection, query: sql.Composed, params: dict[str, object]) -> int:
@@ -165,3 +186,27 @@ def warn_if_statuses_never_match(
         statuses=list(s.statuses),
         seen=seen,
     )
+
+
+def warn_about(ctx: TargetContext, s: PostgresSettings, info: TableInfo, version: int) -> None:
+    """Warnings about the table that hold for the whole run: no timestamp index, old server."""
+    if not info.timestamp_indexed:
+        ctx.event(
+            logging.WARNING,
+            "timestamp_not_indexed",
+            "no index has the timestamp column as its leading column",
+            table=info.qualified,
+            column=s.timestamp_column,
+        )
+    if version < TID_RANGE_VERSION:
+        how = (
+            f"batches pick rows by the index on column {s.timestamp_column!r} instead"
+            if info.timestamp_indexed
+            else f"each batch scans the table: create an index on {s.timestamp_column!r}"
+        )
+        ctx.warning(
+            "server_version_old",
+            f"PostgreSQL {version // 10000} has no TID Range Scan (it came in 14): {how}",
+            table=info.qualified,
+            server_version_num=version,
+        )

@@ -268,3 +268,8 @@ def try_advisory_lock(conn: Connection, s: PostgresSettings) -> bool:
 
 def advisory_unlock(conn: Connection, s: PostgresSettings) -> None:
     conn.execute(f"SELECT pg_advisory_unlock({LOCK_KEY})", (s.schema, s.table))
+
+
+def server_version(conn: Connection) -> int:
+    """server_version_num (150004 for 15.4): what picks the batch and detach strategies."""
+    return int(conn.info.server_version)

@@ -25,6 +25,10 @@ def eligible(s: PostgresSettings) -> sql.Composed:
     return sql.Composed([condition])
 
 
+# PostgreSQL 14 brought the TID Range Scan that ctid-range batches rely on.
+TID_RANGE_VERSION = 140000
+
+
 @dataclass(frozen=True)
 class Queries:
     """The statements of one batch over the block range [lo, hi)."""
@@ -64,3 +68,18 @@ def batch_queries(table: sql.Composable, cond: sql.Composable) -> Queries:
             table=table, cond=cond
         ),
     )
+
+
+def index_batch(
+    table: sql.Identifier, cond: sql.Composable, column: str, lock_rows: bool
+) -> sql.Composed:
+    """At most %(limit)s of the oldest eligible rows from %(after)s on, by the timestamp
+    index; returns how many went and the newest timestamp among them."""
+    lock = sql.SQL(" FOR UPDATE SKIP LOCKED" if lock_rows else "")
+    return sql.SQL(
+        "WITH picked AS (SELECT ctid FROM {table} WHERE {ts} >= %(after)s::timestamptz"
+        " AND {cond} ORDER BY {ts} LIMIT %(limit)s{lock}),"
+        " gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))"
+        " AND {cond} RETURNING {ts})"
+        " SELECT count(*), max({ts})::timestamptz FROM gone"
+    ).format(table=table, ts=sql.Identifier(column), cond=cond, lock=lock)

@@ -7,11 +7,10 @@ full eligibility condition is evaluated by the DELETE itself, so a row goes
 only if it is eligible when it is deleted: rows inserted during the run land
 in new blocks (and are fresh), rows updated during the run are judged again.
 
-Fast path: one `DELETE ... WHERE ctid in range AND condition`, as cheap per
-row as a plain DELETE. It waits at most QUICK_LOCK_TIMEOUT for a row another
-session holds, runs at most QUICK_STATEMENT_TIMEOUT (a range grown over sparse
-blocks that meets dense ones), and is rolled back if the range held more than
-the batch may delete (or than `max_deletions` leaves). Either way the range then goes to
+Fast path: one `DELETE ... WHERE ctid in range AND condition`, as cheap per row
+as a plain DELETE. It waits at most QUICK_LOCK_TIMEOUT for a row lock, runs at most
+QUICK_STATEMENT_TIMEOUT, and is rolled back if the range held more than the batch
+may delete. Then the range goes to
 the limited path: at most `limit` rows picked with `FOR UPDATE SKIP LOCKED`
 (rows others hold are skipped, never waited on) and deleted by ctid, a safe
 handle there because this very transaction holds their row locks. A role
@@ -20,9 +19,10 @@ that give way to row locks (`_around_locked_rows`). A full limited batch
 repeats its range with a smaller span, so nothing is left behind. Deletion
 never needs a primary key.
 
-The dry run counts instead (postgres_checks), and so does a run whose role may
-SELECT but not DELETE: its eligible rows are reported failed, so the preview and
-the real run end alike. After a stop request no new statement starts, back-off
+A partitioned table is swept leaf by leaf (postgres_partitions), old leaves
+possibly dropped whole (postgres_drop); below PostgreSQL 14, batches go by the
+timestamp index (postgres_batches.by_index). The dry run counts instead
+(postgres_checks), and so does a run whose role may SELECT but not DELETE. After a stop request no new statement starts, back-off
 waits are cut short, and a statement that does not return is cancelled, then
 its socket cut (postgres_db.StopGuard).
 """
@@ -31,9 +31,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
 
 import psycopg
 from psycopg import errors, sql
@@ -41,6 +38,15 @@ from psycopg import errors, sql
 from cleanup.errors import TargetError, TargetSkipped
 from cleanup.targets.base import TargetContext
 from cleanup.targets.postgres import checks as postgres_checks
+from cleanup.targets.postgres import partitions
+from cleanup.targets.postgres.batches import (
+    Stats,
+    by_index,
+    quick_session,
+    retrying,
+    transaction,
+    usual_timeouts,
+)
 from cleanup.targets.postgres.catalog import (
     TableInfo,
     inspect_table,
@@ -56,48 +62,29 @@ from cleanup.targets.postgres.db import (
     connect,
     describe,
     require_dsn,
+    server_version,
     try_advisory_lock,
 )
+from cleanup.targets.postgres.drop import Dropper
 from cleanup.targets.postgres.settings import PostgresSettings
-from cleanup.targets.postgres.sql import Queries, batch_queries, eligible
+from cleanup.targets.postgres.sql import TID_RANGE_VERSION, Queries, batch_queries, eligible
 
 Connection = psycopg.Connection[tuple[object, ...]]
-_T = TypeVar("_T")
-
-BATCH_RETRIES = 3
-RETRY_BACKOFF_S = 0.5
-# A batch aims for this duration; the span shrinks when a batch takes longer.
-TARGET_BATCH_S = 0.05
-# A range is sized to hold this share of batch_size eligible rows, so the fast
-# whole-range DELETE rarely finds more than a batch may take.
+# A batch aims for this duration, half the 50 ms a transaction may hold its row locks:
+# a range grows only as far as its predicted time stays within it.
+TARGET_BATCH_S = 0.025
+# A range is sized to hold this share of batch_size eligible rows (the fast path rarely
+# finds more than a batch may take).
 FILL = 0.8
-# How long the fast path waits for a row lock before handing the range to SKIP LOCKED.
-QUICK_LOCK_TIMEOUT = "50ms"
-# The fast path cannot LIMIT its DELETE; this bounds how long it can hold row
-# locks when a range holds far more rows than expected (it is then rolled back).
-QUICK_STATEMENT_TIMEOUT = "150ms"
 MAX_BLOCK = 2**32 - 1  # past the last possible block number: an open-ended range
 MAX_SPAN_BLOCKS = 16384  # 128 MiB of heap per batch at most
 # How many quick lock waits one limited batch may spend isolating rows that other
 # sessions hold, when the role cannot SKIP LOCKED (each costs QUICK_LOCK_TIMEOUT).
 MAX_LOCK_PROBES = 64
-_RETRYABLE = (
-    errors.LockNotAvailable,  # lock_timeout
-    errors.QueryCanceled,  # statement_timeout
-    errors.DeadlockDetected,
-    errors.SerializationFailure,
-)
 
 
 class _TableLocked(Exception):
     """Another session holds or awaits a table lock that blocks DELETE."""
-
-
-@dataclass
-class _Stats:
-    transactions: int = 0
-    retries: int = 0
-    longest_s: float = 0.0
 
 
 class PostgresTarget:
@@ -105,9 +92,6 @@ class PostgresTarget:
         self.settings = settings
         self.table = sql.Identifier(settings.schema, settings.table)
         self.condition = eligible(settings)
-        self.count_query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
-            self.table, self.condition
-        )
 
     def _params(self, ctx: TargetContext) -> dict[str, object]:
         return {"cutoff": ctx.cutoff, "statuses": list(self.settings.statuses)}
@@ -152,42 +136,121 @@ class PostgresTarget:
             )
         try:
             info = inspect_table(conn, s)
-            if not info.timestamp_indexed:
-                ctx.event(
-                    logging.WARNING,
-                    "timestamp_not_indexed",
-                    "no index has the timestamp column as its leading column",
-                    table=info.qualified,
-                    column=s.timestamp_column,
-                )
-            if info.delete_refused or ctx.dry_run:
-                count = postgres_checks.count_eligible(conn, self.count_query, self._params(ctx))
-                if info.delete_refused:
-                    postgres_checks.refused(ctx, info, count)
-                else:
-                    postgres_checks.predicted(ctx, info, count)
+            version = server_version(conn)
+            postgres_checks.warn_about(ctx, s, info, version)
+            stats = Stats()
+            if info.partitioned:
+                self._partitioned(ctx, conn, info, version, stats)
             else:
-                self._delete(ctx, conn, info)
+                self._relation(ctx, conn, info, self.table, version, stats)
+            if stats.transactions:
+                ctx.event(
+                    logging.INFO,
+                    "batches_finished",
+                    "delete batches finished",
+                    table=info.qualified,
+                    transactions=stats.transactions,
+                    retries=stats.retries,
+                    longest_transaction_ms=round(stats.longest_s * 1000, 2),
+                    lock_timeout=LOCK_TIMEOUT,
+                    statement_timeout=STATEMENT_TIMEOUT,
+                )
             if not ctx.counters.matched and not ctx.stop.is_set():
                 postgres_checks.warn_if_statuses_never_match(ctx, conn, s, info)
         finally:
             if not conn.closed and not conn.broken:
                 advisory_unlock(conn, s)
 
-    def _queries(self) -> Queries:
-        return batch_queries(self.table, self.condition)
-
-    def _delete(self, ctx: TargetContext, conn: Connection, info: TableInfo) -> None:
+    def _partitioned(
+        self, ctx: TargetContext, conn: Connection, info: TableInfo, version: int, stats: Stats
+    ) -> None:
+        """Each leaf partition in turn, whole (drop mode) or by rows, as one target."""
         s = self.settings
-        queries = self._queries()
-        params = self._params(ctx)
+        dropper: Dropper | None = None
+        if s.partitions == "drop":
+            shape = partitions.layout(conn, s, info)
+            problem = partitions.drop_problem(conn, s, info, shape)
+            if problem:
+                raise TargetError(problem)
+            if not shape.keyed_by_timestamp:
+                ctx.warning(
+                    "partition_key_not_timestamp",
+                    f"the partition key of table {info.qualified!r} is not the timestamp"
+                    f" column {s.timestamp_column!r} alone, so no partition can be told old"
+                    " by its bounds: every partition is deleted in batches",
+                    table=info.qualified,
+                )
+            else:
+                dropper = Dropper(
+                    ctx, conn, s, self.table, shape, self.condition, self._params(ctx), version
+                )
+        for leaf in partitions.leaves(conn, s, info):
+            if ctx.stop.is_set() or (ctx.budget.reached and not ctx.dry_run):
+                return
+            if dropper is not None and dropper.candidate(leaf):
+                if ctx.dry_run:
+                    rows = dropper.predict(leaf)
+                    if rows is not None:
+                        postgres_checks.predicted(ctx, leaf.info, rows)
+                        continue
+                elif dropper.drop(leaf) is not None:
+                    continue
+            self._relation(ctx, conn, leaf.info, leaf.ident, version, stats)
+
+    def _relation(
+        self,
+        ctx: TargetContext,
+        conn: Connection,
+        info: TableInfo,
+        table: sql.Identifier,
+        version: int,
+        stats: Stats,
+    ) -> None:
+        """One plain table or leaf partition: counted (dry run, no DELETE) or deleted."""
+        if info.delete_refused or ctx.dry_run:
+            query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table, self.condition)
+            count = postgres_checks.count_eligible(conn, query, self._params(ctx))
+            if info.delete_refused:
+                postgres_checks.refused(ctx, info, count)
+            else:
+                postgres_checks.predicted(ctx, info, count)
+        elif version < TID_RANGE_VERSION and info.timestamp_indexed:
+            by_index(ctx, conn, self.settings, table, self.condition, info, stats)
+        else:
+            self._delete(ctx, conn, info, table, stats)
+
+    def _queries(self, table: sql.Identifier) -> Queries:
+        return batch_queries(table, self.condition)
+
+    def _delete(
+        self,
+        ctx: TargetContext,
+        conn: Connection,
+        info: TableInfo,
+        table: sql.Identifier,
+        stats: Stats,
+    ) -> None:
+        s = self.settings
+        queries = self._queries(table)
         end = relation_blocks(conn, info.oid)
         # reltuples is -1 before the first ANALYZE: guess a typical row density then.
         known = info.relpages > 0 and info.reltuples > 0
         rows_per_block = info.reltuples / info.relpages if known else 50.0
         span = max(1, min(MAX_SPAN_BLOCKS, int(s.batch_size / max(rows_per_block, 1.0))))
-        start = 0
-        stats = _Stats()
+        with quick_session(conn):
+            self._ranges(ctx, conn, queries, info, stats, span, end)
+
+    def _ranges(
+        self,
+        ctx: TargetContext,
+        conn: Connection,
+        queries: Queries,
+        info: TableInfo,
+        stats: Stats,
+        span: int,
+        end: int,
+    ) -> None:
+        s, params, start = self.settings, self._params(ctx), 0
         take, give_back, counters = ctx.budget.take, ctx.budget.give_back, ctx.counters
         while not ctx.stop.is_set():
             granted = take(s.batch_size)
@@ -222,20 +285,8 @@ class PostgresTarget:
                 break
             start += span
             ratio = min(2.0, max(0.5, FILL * s.batch_size / deleted)) if deleted else 2.0
-            if elapsed > TARGET_BATCH_S:
-                ratio = min(ratio, TARGET_BATCH_S / elapsed)
+            ratio = min(ratio, TARGET_BATCH_S / max(elapsed, 1e-6))
             span = max(1, min(MAX_SPAN_BLOCKS, int(span * ratio)))
-        ctx.event(
-            logging.INFO,
-            "batches_finished",
-            "delete batches finished",
-            table=info.qualified,
-            transactions=stats.transactions,
-            retries=stats.retries,
-            longest_transaction_ms=round(stats.longest_s * 1000, 2),
-            lock_timeout=LOCK_TIMEOUT,
-            statement_timeout=STATEMENT_TIMEOUT,
-        )
 
     def _batch(
         self,
@@ -244,7 +295,7 @@ class PostgresTarget:
         queries: Queries,
         params: dict[str, object],
         info: TableInfo,
-        stats: _Stats,
+        stats: Stats,
     ) -> tuple[int, bool]:
         """Delete one range's eligible rows, at most params["limit"].
 
@@ -258,8 +309,8 @@ class PostgresTarget:
             # statement (QUICK_STATEMENT_TIMEOUT), and is rolled back if the range held
             # more rows than the batch may delete; the limited path then takes over.
             try:
-                attempt = self._attempt(conn, queries.whole_range, params, stats, limit)
-                deleted = self._retrying(ctx, stats, attempt, quick=True)
+                attempt = transaction(conn, queries.whole_range, params, stats, limit)
+                deleted = retrying(ctx, self.settings, stats, attempt, quick=True)
             except (errors.LockNotAvailable, errors.QueryCanceled):
                 pass
             else:
@@ -267,8 +318,8 @@ class PostgresTarget:
                     return deleted, False
         if not info.can_lock_rows:
             return self._around_locked_rows(ctx, conn, queries, params, info, stats)
-        attempt = self._attempt(conn, queries.skip_locked, params, stats, None)
-        deleted = self._retrying(ctx, stats, attempt)
+        attempt = transaction(conn, queries.skip_locked, params, stats, None)
+        deleted = retrying(ctx, self.settings, stats, attempt)
         return deleted, deleted >= limit
 
     def _around_locked_rows(
@@ -278,7 +329,7 @@ class PostgresTarget:
         queries: Queries,
         params: dict[str, object],
         info: TableInfo,
-        stats: _Stats,
+        stats: Stats,
     ) -> tuple[int, bool]:
         """The limited path for a role that cannot lock rows, so cannot SKIP LOCKED.
 
@@ -293,17 +344,18 @@ class PostgresTarget:
 
         def pick() -> list[str]:
             with conn.transaction():
+                usual_timeouts(conn)
                 return [str(row[0]) for row in conn.execute(queries.pick, params)]
 
-        picked = self._retrying(ctx, stats, pick)
+        picked = retrying(ctx, self.settings, stats, pick)
         probes = 0
 
         def delete(ctids: list[str]) -> int:
             nonlocal probes
             chunk = params | {"ctids": ctids}
-            attempt = self._attempt(conn, queries.by_ctid, chunk, stats, len(ctids))
+            attempt = transaction(conn, queries.by_ctid, chunk, stats, len(ctids))
             try:
-                return self._retrying(ctx, stats, attempt, quick=True)
+                return retrying(ctx, self.settings, stats, attempt, quick=True)
             except (errors.LockNotAvailable, errors.QueryCanceled):
                 probes += 1
                 if probes == 1 and table_lock_conflicts(conn, info.oid):
@@ -316,82 +368,12 @@ class PostgresTarget:
         try:
             deleted = delete(picked) if picked else 0
         except _TableLocked:
-            attempt = self._attempt(conn, queries.limited, params, stats, None)
-            deleted = self._retrying(ctx, stats, attempt)
+            attempt = transaction(conn, queries.limited, params, stats, None)
+            deleted = retrying(ctx, self.settings, stats, attempt)
             return deleted, deleted >= limit
         # Go over the range again only when the pick was cut by the limit and this pass
         # got somewhere: a range of nothing but locked rows is left for the next run.
         return deleted, len(picked) >= limit and deleted > 0 and probes <= MAX_LOCK_PROBES
-
-    def _retrying(
-        self, ctx: TargetContext, stats: _Stats, attempt: Callable[[], _T], quick: bool = False
-    ) -> _T:
-        """Run one batch step, retried on timeouts; with `quick`, lock and statement
-        timeouts propagate at once (the caller has another way round them)."""
-        s = self.settings
-        for n in range(BATCH_RETRIES + 1):
-            if ctx.stop.is_set():
-                raise Stopped
-            try:
-                return attempt()
-            except _RETRYABLE as exc:
-                if ctx.stop.is_set():
-                    raise Stopped from exc  # e.g. the stop guard cancelled the statement
-                if quick and isinstance(exc, errors.LockNotAvailable | errors.QueryCanceled):
-                    raise
-                stats.retries += 1
-                if n == BATCH_RETRIES:
-                    raise TargetError(
-                        f"delete batch on table {s.schema}.{s.table} failed"
-                        f" {BATCH_RETRIES + 1} times: {describe(exc, s.dsn)}"
-                    ) from exc
-                ctx.event(
-                    logging.WARNING,
-                    "batch_retry",
-                    "delete batch hit a timeout and will be retried",
-                    table=f"{s.schema}.{s.table}",
-                    attempt=n + 1,
-                    error=describe(exc, s.dsn),
-                )
-                if ctx.wait(RETRY_BACKOFF_S * 2**n):
-                    raise Stopped from exc
-        raise AssertionError("unreachable")
-
-    @staticmethod
-    def _attempt(
-        conn: Connection,
-        query: sql.Composed,
-        params: dict[str, object],
-        stats: _Stats,
-        quick_limit: int | None,
-    ) -> Callable[[], int]:
-        """One batch statement in its own transaction, as a callable for `_retrying`.
-
-        With `quick_limit`, the transaction waits at most QUICK_LOCK_TIMEOUT for a lock
-        and runs at most QUICK_STATEMENT_TIMEOUT (retry it with `quick=True`, so those
-        errors reach the caller), and is rolled back when it deleted more than
-        `quick_limit` rows; the returned count then exceeds the limit.
-        """
-
-        def run() -> int:
-            began = time.monotonic()
-            try:
-                with conn.transaction():
-                    if quick_limit is not None:
-                        conn.execute(
-                            "SELECT set_config('lock_timeout', %s, true),"
-                            " set_config('statement_timeout', %s, true)",
-                            (QUICK_LOCK_TIMEOUT, QUICK_STATEMENT_TIMEOUT),
-                        )
-                    deleted = max(conn.execute(query, params).rowcount, 0)
-                    if quick_limit is not None and deleted > quick_limit:
-                        raise psycopg.Rollback()  # leaves the block, undoing this batch
-            finally:
-                stats.transactions += 1
-                stats.longest_s = max(stats.longest_s, time.monotonic() - began)
-            return deleted
-
-        return run
 
 
 def create(settings: PostgresSettings) -> PostgresTarget:
