@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cleanup.targets.s3.settings import S3Settings
 
@@ -16,39 +16,59 @@ if TYPE_CHECKING:
 Entry = tuple[str, str | None, int, datetime, bool]
 
 
-def list_pages(settings: S3Settings, probe: S3Client, work: S3Client) -> Iterator[dict[str, Any]]:
+class Page(NamedTuple):
+    """One listing answer, reduced to what the target uses."""
+
+    entries: list[Entry]
+    prefixes: list[str]  # CommonPrefixes (only when a delimiter was given)
+    next: dict[str, str] | None  # the marker/token arguments for the next page; None: last
+
+
+def fetch_page(
+    client: S3Client,
+    settings: S3Settings,
+    prefix: str,
+    after: dict[str, str] | None,
+    delimiter: str | None = None,
+) -> Page:
+    """One ListObjectsV2 request (ListObjectVersions for `versions = "all"`) under `prefix`,
+    continuing from `after` (a previous page's `next`; None for the first page)."""
+    args: dict[str, Any] = {"Bucket": settings.bucket, "Prefix": prefix, **(after or {})}
+    if delimiter is not None:
+        args["Delimiter"] = delimiter
+    if settings.versions == "all":
+        answer: Any = client.list_object_versions(**args)
+        found: list[Entry] = [
+            (v["Key"], v["VersionId"], v["Size"], v["LastModified"], False)
+            for v in answer.get("Versions", ())
+        ]
+        found.extend(
+            (m["Key"], m["VersionId"], 0, m["LastModified"], True)
+            for m in answer.get("DeleteMarkers", ())
+        )
+        more: dict[str, str] | None = None
+        if answer.get("IsTruncated"):
+            more = {"KeyMarker": answer["NextKeyMarker"]}
+            if answer.get("NextVersionIdMarker"):
+                more["VersionIdMarker"] = answer["NextVersionIdMarker"]
+    else:
+        answer = client.list_objects_v2(**args)
+        found = [
+            (o["Key"], None, o["Size"], o["LastModified"], False)
+            for o in answer.get("Contents", ())
+        ]
+        more = None
+        if answer.get("IsTruncated"):
+            more = {"ContinuationToken": answer["NextContinuationToken"]}
+    prefixes = [p["Prefix"] for p in answer.get("CommonPrefixes", ())]
+    return Page(found, prefixes, more)
+
+
+def list_pages(settings: S3Settings, probe: S3Client, work: S3Client) -> Iterator[Page]:
     """Listing pages under the prefix; the first through the probe client, so an unusable
     store fails fast, the others through the work client."""
-    bucket, prefix = settings.bucket, settings.prefix
-    api = probe
-    if settings.versions == "all":
-        markers: dict[str, Any] = {}
-        while True:
-            versions = api.list_object_versions(Bucket=bucket, Prefix=prefix, **markers)
-            yield dict(versions)
-            if not versions.get("IsTruncated"):
-                return
-            markers = {"KeyMarker": versions["NextKeyMarker"]}
-            if versions.get("NextVersionIdMarker"):
-                markers["VersionIdMarker"] = versions["NextVersionIdMarker"]
-            api = work
-    else:
-        token: dict[str, Any] = {}
-        while True:
-            page = api.list_objects_v2(Bucket=bucket, Prefix=prefix, **token)
-            yield dict(page)
-            if not page.get("IsTruncated"):
-                return
-            token = {"ContinuationToken": page["NextContinuationToken"]}
-            api = work
-
-
-def entries(page: dict[str, Any], all_versions: bool) -> Iterator[Entry]:
-    if all_versions:
-        for v in page.get("Versions", ()):
-            yield v["Key"], v["VersionId"], v["Size"], v["LastModified"], False
-        for marker in page.get("DeleteMarkers", ()):
-            yield marker["Key"], marker["VersionId"], 0, marker["LastModified"], True
-    else:
-        for obj in page.get("Contents", ()):
-            yield obj["Key"], None, obj["Size"], obj["LastModified"], False
+    page = fetch_page(probe, settings, settings.prefix, None)
+    yield page
+    while page.next is not None:
+        page = fetch_page(work, settings, settings.prefix, page.next)
+        yield page

@@ -44,7 +44,7 @@ from cleanup.targets.s3.client import (
     make_client,
     retries_cut_short,
 )
-from cleanup.targets.s3.listing import entries, list_pages
+from cleanup.targets.s3.listing import Page, list_pages
 from cleanup.targets.s3.lock import LOCKED, LockCheck, lock_check
 from cleanup.targets.s3.prefetch import Prefetch
 from cleanup.targets.s3.send import Flights
@@ -105,7 +105,7 @@ class S3Target:
 
     # -- listing ---------------------------------------------------------------------------
 
-    def _eligible(self, ctx: TargetContext, pages: Iterator[dict[str, Any]]) -> Iterator[Item]:
+    def _eligible(self, ctx: TargetContext, pages: Iterator[Page]) -> Iterator[Item]:
         """Items older than the cutoff and not excluded, counting `scanned` as it goes;
         notes in `_found` whether anything at all lies under the prefix (excluded or not)."""
         prefix, cut = self.prefix, len(self.prefix)
@@ -113,7 +113,7 @@ class S3Target:
         cutoff = ctx.cutoff
         counters = ctx.counters
         for page in pages:
-            for key, version_id, size, modified, marker in entries(page, self.all_versions):
+            for key, version_id, size, modified, marker in page.entries:
                 if not key.startswith(prefix):
                     raise TargetError(
                         f"listing s3://{self.settings.bucket}/{prefix} returned key {key!r} "
@@ -229,7 +229,7 @@ class S3Target:
     def _list_and_dispatch(
         self,
         ctx: TargetContext,
-        pages: Prefetch[dict[str, Any]],
+        pages: Prefetch[Page],
         dispatch: Callable[[list[Item]], bool],
     ) -> bool:
         """List and hand out batches; True when the listing was read to its end."""
