@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cleanup.targets.s3.settings import S3Settings
 
@@ -16,31 +16,38 @@ if TYPE_CHECKING:
 Entry = tuple[str, str | None, int, datetime, bool]
 
 
-def list_pages(settings: S3Settings, probe: S3Client, work: S3Client) -> Iterator[dict[str, Any]]:
-    """Listing pages under the prefix; the first through the probe client, so an unusable
-    store fails fast, the others through the work client."""
-    bucket, prefix = settings.bucket, settings.prefix
-    api = probe
-    if settings.versions == "all":
-        markers: dict[str, Any] = {}
-        while True:
-            versions = api.list_object_versions(Bucket=bucket, Prefix=prefix, **markers)
-            yield dict(versions)
-            if not versions.get("IsTruncated"):
-                return
-            markers = {"KeyMarker": versions["NextKeyMarker"]}
-            if versions.get("NextVersionIdMarker"):
-                markers["VersionIdMarker"] = versions["NextVersionIdMarker"]
-            api = work
+class Page(NamedTuple):
+    entries: list[Entry]
+    prefixes: list[str]  # CommonPrefixes (only when a delimiter was given)
+    next: dict[str, str] | None  # the marker/token arguments of the next page; None: last
+
+
+def fetch_page(
+    client: S3Client,
+    settings: S3Settings,
+    prefix: str,
+    after: dict[str, str] | None,
+    delimiter: str | None = None,
+) -> Page:
+    """One ListObjectsV2 (or ListObjectVersions for `versions = "all"`) request."""
+    args: dict[str, Any] = {"Bucket": settings.bucket, "Prefix": prefix, **(after or {})}
+    if delimiter:
+        args["Delimiter"] = delimiter
+    all_versions = settings.versions == "all"
+    if all_versions:
+        answer: dict[str, Any] = dict(client.list_object_versions(**args))
     else:
-        token: dict[str, Any] = {}
-        while True:
-            page = api.list_objects_v2(Bucket=bucket, Prefix=prefix, **token)
-            yield dict(page)
-            if not page.get("IsTruncated"):
-                return
-            token = {"ContinuationToken": page["NextContinuationToken"]}
-            api = work
+        answer = dict(client.list_objects_v2(**args))
+    prefixes = [str(p["Prefix"]) for p in answer.get("CommonPrefixes", ())]
+    following: dict[str, str] | None = None
+    if answer.get("IsTruncated"):
+        if all_versions:
+            following = {"KeyMarker": answer["NextKeyMarker"]}
+            if answer.get("NextVersionIdMarker"):
+                following["VersionIdMarker"] = answer["NextVersionIdMarker"]
+        else:
+            following = {"ContinuationToken": answer["NextContinuationToken"]}
+    return Page(list(entries(answer, all_versions)), prefixes, following)
 
 
 def entries(page: dict[str, Any], all_versions: bool) -> Iterator[Entry]:
