@@ -41,9 +41,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import psycopg
+import psycopg  # noqa: E402 (after the sys.path line)
 
-from tests.support.pgserver import _binaries, postgres_server
+from tests.support.pgserver import _binaries, postgres_server  # noqa: E402
 
 STATUSES = ["completed", "failed", "cancelled"]
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}

@@ -141,6 +141,7 @@ def _context(
         budget=Budget(run.max_deletions),
         stop=stop,
         logger=logger,
+        progress_interval=run.progress_interval,
     )
 
 

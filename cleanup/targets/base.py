@@ -75,6 +75,8 @@ class TargetContext:
     stop: threading.Event
     logger: logging.Logger
     counters: Counters = field(default_factory=Counters)
+    # How often a long target reports: also the most often a target repeats a warning.
+    progress_interval: float = 60.0
     # Target-specific fields for `target_finished` (e.g. S3's `throttled`).
     summary: dict[str, Any] = field(default_factory=dict)
 

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import re
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -45,6 +46,18 @@ MAX_ATTEMPTS = 10
 # endpoint must fail the target in seconds, not after a minute of back-off.
 PROBE_ATTEMPTS = 3
 DEFAULT_REGION = "us-east-1"
+# Codes by which a store asks for a lower request rate: counted as throttling.
+THROTTLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "503",
+        "ServiceUnavailable",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+    }
+)
 # Codes meaning "try again later" rather than "this will never work".
 RETRYABLE_CODES = frozenset(
     {
@@ -99,18 +112,41 @@ def _add_content_md5(request: Any, **_: Any) -> None:
         request.headers["Content-MD5"] = base64.b64encode(digest).decode("ascii")
 
 
-def _retry_until_stop(client: S3Client, attempts: int, stop: threading.Event) -> None:
+def _answer_code(response: Any) -> str:
+    """The error code of a (http response, parsed answer) pair, "" for none."""
+    if not response:
+        return ""
+    http, parsed = response
+    code = str((parsed or {}).get("Error", {}).get("Code") or "")
+    status = getattr(http, "status_code", 200)
+    return code or (str(status) if status >= 500 else "")
+
+
+def _retry_until_stop(
+    client: S3Client,
+    attempts: int,
+    stop: threading.Event,
+    on_throttle: Callable[[], None] | None,
+) -> None:
     """botocore's standard retries, but with back-off sleeps that end at the stop request
-    and no retry at all after it.
+    and no retry at all after it; throttle answers are told to `on_throttle`.
 
     botocore sleeps between attempts with time.sleep (up to 20 s each), which no stop
     request can cut short. This handler goes first and always answers (False: no retry;
     0: retry now, after it waited itself on the stop), so the built-in one is never asked;
-    the decision and the delay are still the standard policy's.
+    the decision and the delay are still the standard policy's. A DeleteObjects answer
+    saying "try later" (503, SlowDown, ...) is not retried here but handed to the target,
+    whose window of requests in flight adapts to it; connection errors still are.
     """
     policy = standard.register_retry_handler(client, max_attempts=attempts)
 
     def needs_retry(**kwargs: Any) -> float | bool:
+        code = _answer_code(kwargs.get("response"))
+        operation = getattr(kwargs.get("operation"), "name", "")
+        if operation == "DeleteObjects" and code in RETRYABLE_CODES:
+            return False
+        if code in THROTTLE_CODES and on_throttle is not None:
+            on_throttle()
         if stop.is_set():
             return False
         delay = policy.needs_retry(**kwargs)
@@ -122,15 +158,22 @@ def _retry_until_stop(client: S3Client, attempts: int, stop: threading.Event) ->
     client.meta.events.register_first("needs-retry.s3", needs_retry)  # type: ignore[arg-type]
 
 
-def make_client(settings: S3Settings, attempts: int, pool: int, stop: threading.Event) -> S3Client:
+def make_client(
+    settings: S3Settings,
+    attempts: int,
+    stop: threading.Event,
+    on_throttle: Callable[[], None] | None = None,
+) -> S3Client:
     """An S3 client whose credentials come from the SDK's default chain only (environment,
     web identity / IRSA, instance profile): no key is ever configured here.
 
     Built with botocore directly (the same chain and client boto3 would build), which
     spares the run boto3's and s3transfer's import time. Its retries end at `stop`; its
     listing and DeleteObjects XML goes through cleanup.targets.s3.fastpath, so their
-    answers carry only the members the target reads.
+    answers carry only the members the target reads. Its pool has a connection for every
+    request the window of deletes and the listing streams may have open at once.
     """
+    pool = settings.max_in_flight + settings.list_parallelism + 2
     core = botocore.session.get_session()
     fastpath.install_parser(core, _timestamp)
     region = settings.region or core.get_config_variable("region") or DEFAULT_REGION
@@ -146,7 +189,7 @@ def make_client(settings: S3Settings, attempts: int, pool: int, stop: threading.
     fastpath.install_hooks(client)
     if settings.endpoint_url:
         client.meta.events.register("before-sign.s3.DeleteObjects", _add_content_md5)
-    _retry_until_stop(client, attempts, stop)
+    _retry_until_stop(client, attempts, stop, on_throttle)
     return client
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -62,13 +61,3 @@ def fetch_page(
             more = {"ContinuationToken": answer["NextContinuationToken"]}
     prefixes = [p["Prefix"] for p in answer.get("CommonPrefixes", ())]
     return Page(found, prefixes, more)
-
-
-def list_pages(settings: S3Settings, probe: S3Client, work: S3Client) -> Iterator[Page]:
-    """Listing pages under the prefix; the first through the probe client, so an unusable
-    store fails fast, the others through the work client."""
-    page = fetch_page(probe, settings, settings.prefix, None)
-    yield page
-    while page.next is not None:
-        page = fetch_page(work, settings, settings.prefix, page.next)
-        yield page

@@ -19,14 +19,22 @@ _POLL_S = 0.1  # how soon a waiting dispatcher or drain notices the stop
 
 
 class Flights(Generic[T]):
-    """At most `limit` jobs running at once, each tagged (the caller's record of a batch).
+    """At most `limit()` jobs running at once, each tagged (the caller's record of a batch).
 
-    `limit` may be changed while jobs run (a caller adapting to the store); it applies
-    to the next `room()`. The first exception a job raises is kept in `errors`.
+    `limit` is asked at every check, so it may change while jobs run (a caller adapting
+    to the store); `starved` is called whenever `room()` has to wait for it. The first
+    exception a job raises is kept in `errors`.
     """
 
-    def __init__(self, limit: int, stop: threading.Event, name: str) -> None:
-        self.limit = limit
+    def __init__(
+        self,
+        limit: Callable[[], int],
+        stop: threading.Event,
+        name: str,
+        starved: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._limit = limit
+        self._starved = starved
         self._stop = stop
         self._name = name
         self._cond = threading.Condition()
@@ -35,9 +43,10 @@ class Flights(Generic[T]):
         self.errors: list[BaseException] = []
 
     def room(self) -> bool:
-        """Wait until fewer than `limit` jobs run; False when the stop came first."""
+        """Wait until fewer than `limit()` jobs run; False when the stop came first."""
         with self._cond:
-            while len(self._live) >= self.limit and not self._stop.is_set():
+            while len(self._live) >= self._limit() and not self._stop.is_set():
+                self._starved()
                 self._cond.wait(_POLL_S)
             return not self._stop.is_set()
 

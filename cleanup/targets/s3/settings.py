@@ -66,6 +66,12 @@ class S3Settings:
     throttle_patience: int = duration(
         "Give throttled keys up only after this long with no deletion.", 300
     )
+    max_in_flight: int = integer(
+        "Most DeleteObjects requests in flight; fewer while the store throttles.",
+        64,
+        minimum=1,
+        maximum=256,
+    )
 
 
 def _bucket(values: dict[str, Any], where: str, problems: Problems) -> None:

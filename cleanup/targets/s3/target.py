@@ -1,19 +1,20 @@
 """S3 target: delete objects (or every version) older than the cutoff under one prefix.
 
-A streaming pipeline: a prefetch thread lists pages (ListObjectsV2, or
-ListObjectVersions for `versions = "all"`), the calling thread cuts the eligible
-items into DeleteObjects batches of at most 1000 keys, and each batch is sent in
-a thread of its own, at most IN_FLIGHT at once (s3_send.Flights). Memory therefore
-holds a page and a few batches, whatever the size of the bucket.
+A streaming pipeline: listing threads (s3_walk, one stream or several over
+sub-prefixes) fill a bounded queue of pages, the calling thread cuts the eligible
+items into DeleteObjects batches of at most 1000 keys, and each batch is sent in a
+thread of its own (s3_send.Flights), as many at once as the adaptive window allows
+(s3_pace, at most `max_in_flight`). Memory holds a few pages per stream and at most
+`max_in_flight` batches, whatever the size of the bucket. Throttled keys are sent
+again through the same window until deleted; they are given up only after
+`throttle_patience` with no deletion, or at the stop (docs/s3.md, "Throttling").
 
 The deletion budget is taken for a whole batch before it is sent and only the
 granted part is sent, so batches in flight can never take the target past
 `max_deletions`; keys that fail are given back. A dry run past the cap goes on
-listing, to count the backlog.
-
-A dry run sends nothing; with `versions = "all"` on a bucket with Object Lock it reads
-the lock of each eligible version instead (s3_lock), in the same threads a real run
-sends from, and predicts the per-key AccessDenied the real run will get.
+listing, to count the backlog. A dry run sends nothing; with `versions = "all"` on
+a bucket with Object Lock it reads the lock of each eligible version instead
+(s3_lock) and predicts the per-key AccessDenied the real run will get.
 
 A stop request ends the listing at once and lets the batches in flight finish, but
 waits for their answers STOP_DRAIN_S at most: keys whose DeleteObjects is still
@@ -22,7 +23,6 @@ unanswered then are counted failed, their outcome unknown, and the target report
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,30 +39,24 @@ from cleanup.targets.s3.client import (
     MAX_ATTEMPTS,
     PROBE_ATTEMPTS,
     RETRYABLE_CODES,
+    THROTTLE_CODES,
     describe,
     error_code,
     make_client,
     retries_cut_short,
 )
-from cleanup.targets.s3.listing import Page, list_pages
 from cleanup.targets.s3.lock import LOCKED, LockCheck, lock_check
-from cleanup.targets.s3.prefetch import Prefetch
+from cleanup.targets.s3.pace import Pace
 from cleanup.targets.s3.send import Flights
 from cleanup.targets.s3.settings import S3Settings
+from cleanup.targets.s3.walk import Walk
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 BATCH_SIZE = 1000  # the DeleteObjects maximum
-IN_FLIGHT = 4  # batches being sent at once; the store, not this process, is the bottleneck
-PAGES_AHEAD = 2  # listing pages fetched ahead of the batching
-# Rounds for keys that a DeleteObjects answer reports as throttled, on top of botocore's
-# own retries of whole requests.
-KEY_RETRY_ROUNDS = 6
-KEY_RETRY_BASE_S = 0.2
-KEY_RETRY_MAX_S = 5.0
 # How long batches in flight may still take once the run is asked to stop. With the
-# listing's close (s3_prefetch.CLOSE_WAIT_S) this ends the target well inside the
+# listing's close (s3_walk.CLOSE_WAIT_S) this ends the target well inside the
 # runner's STOP_GRACE_S, so the target, not the runner, reports what became of each key.
 STOP_DRAIN_S = 5.0
 ABANDONED = (
@@ -105,18 +99,19 @@ class S3Target:
 
     # -- listing ---------------------------------------------------------------------------
 
-    def _eligible(self, ctx: TargetContext, pages: Iterator[Page]) -> Iterator[Item]:
+    def _eligible(self, ctx: TargetContext, pages: Walk) -> Iterator[Item]:
         """Items older than the cutoff and not excluded, counting `scanned` as it goes;
-        notes in `_found` whether anything at all lies under the prefix (excluded or not)."""
-        prefix, cut = self.prefix, len(self.prefix)
+        notes in `_found` whether anything at all lies under the prefix (excluded or not).
+        A key outside the sub-prefix its page was listed for stops the target."""
+        cut = len(self.prefix)
         excluder = self.excluder if self.excluder else None
         cutoff = ctx.cutoff
         counters = ctx.counters
-        for page in pages:
-            for key, version_id, size, modified, marker in page.entries:
-                if not key.startswith(prefix):
+        for scope, page in pages:
+            for key, version_id, size, modified, marker in page:
+                if not key.startswith(scope):
                     raise TargetError(
-                        f"listing s3://{self.settings.bucket}/{prefix} returned key {key!r} "
+                        f"listing s3://{self.settings.bucket}/{scope} returned key {key!r} "
                         "outside the prefix; refusing to delete anything more"
                     )
                 rel = key[cut:]
@@ -141,9 +136,9 @@ class S3Target:
             "(set allow_whole_bucket = true to sweep the whole bucket)"
         )
 
-    def _client(self, ctx: TargetContext, attempts: int) -> S3Client:
+    def _client(self, ctx: TargetContext, attempts: int, pace: Pace | None = None) -> S3Client:
         try:
-            return make_client(self.settings, attempts, IN_FLIGHT + 2, ctx.stop)
+            return make_client(self.settings, attempts, ctx.stop, pace.note if pace else None)
         except BotoCoreError as exc:
             raise TargetError(describe(exc, self.settings, "connect to")) from exc
 
@@ -157,16 +152,16 @@ class S3Target:
             raise TargetError(refused)
         # Two clients: the first listing page goes through one with few retries, so an
         # unusable store fails the target in seconds; everything after, the work client.
-        probe = self._client(ctx, PROBE_ATTEMPTS)
-        client = self._client(ctx, MAX_ATTEMPTS)
-        pages = Prefetch(
-            lambda: list_pages(self.settings, probe, client),
-            PAGES_AHEAD,
-            f"s3-list-{ctx.name}",
-            ctx.stop,
+        settings = self.settings
+        pace = Pace(ctx, settings.max_in_flight, settings.throttle_patience, ctx.progress_interval)
+        probe = self._client(ctx, PROBE_ATTEMPTS, pace)
+        client = self._client(ctx, MAX_ATTEMPTS, pace)
+        streams = settings.list_parallelism
+        pages = Walk(settings, probe, client, streams, f"s3-list-{ctx.name}", ctx.stop)
+        flights: Flights[_Flight] = Flights(
+            lambda: pace.limit, ctx.stop, f"s3-{ctx.name}", pace.starved
         )
-        flights: Flights[_Flight] = Flights(IN_FLIGHT, ctx.stop, f"s3-{ctx.name}")
-        dispatch = self._dispatcher(ctx, client, flights)
+        dispatch = self._dispatcher(ctx, client, flights, pace)
         complete = False
         try:
             complete = self._list_and_dispatch(ctx, pages, dispatch)
@@ -190,7 +185,7 @@ class S3Target:
             warn_empty(ctx, client, self.settings)
 
     def _dispatcher(
-        self, ctx: TargetContext, client: S3Client, flights: Flights[_Flight]
+        self, ctx: TargetContext, client: S3Client, flights: Flights[_Flight], pace: Pace
     ) -> Callable[[list[Item]], bool]:
         checks: list[LockCheck | None] = []  # read once, at the first batch of a dry run
 
@@ -216,7 +211,7 @@ class S3Target:
                     if checker is not None:
                         flights.start(flight, lambda: self._predict(ctx, checker, flight))
                     else:
-                        flights.start(flight, lambda: self._send(ctx, client, flight))
+                        flights.start(flight, lambda: self._send(ctx, client, pace, flight))
             # Past the cap a dry run goes on counting the backlog; a real run stops.
             return granted == wanted or ctx.past_cap(wanted - granted)
 
@@ -229,7 +224,7 @@ class S3Target:
     def _list_and_dispatch(
         self,
         ctx: TargetContext,
-        pages: Prefetch[Page],
+        pages: Walk,
         dispatch: Callable[[list[Item]], bool],
     ) -> bool:
         """List and hand out batches; True when the listing was read to its end."""
@@ -249,8 +244,9 @@ class S3Target:
 
     # -- sending (flight threads) --------------------------------------------------------
 
-    def _send(self, ctx: TargetContext, client: S3Client, flight: _Flight) -> None:
-        """Delete one batch, retrying keys the store throttled; log and count every outcome."""
+    def _send(self, ctx: TargetContext, client: S3Client, pace: Pace, flight: _Flight) -> None:
+        """Delete one batch, resending what the store throttled until it goes; log and
+        count every outcome."""
         batch = flight.pending
         for item in batch:
             # Defence in depth: the listing was checked, but nothing leaves this process
@@ -263,32 +259,45 @@ class S3Target:
                 )
         pending = list(batch)
         codes: dict[Item, str] = {}
-        for attempt in range(KEY_RETRY_ROUNDS + 1):
-            if attempt:
-                delay = min(KEY_RETRY_MAX_S, KEY_RETRY_BASE_S * 2**attempt)
-                if ctx.wait(delay * (0.5 + random.random() / 2)):
-                    break  # stopping: the keys still throttled are given up
+        idle = 0  # answers in a row that deleted none of `pending`
+        # The first request goes at once: the flight was started because the window had
+        # room. Resent keys wait for room, as the window may have been cut meanwhile.
+        cuts: int | None = pace.acquire(wait=False)
+        while True:
+            if cuts is None:  # stopping while the window was full
+                self._settle(ctx, flight, pending, codes)
+                return
             try:
                 codes = self._delete(client, pending)
             except ClientError as exc:
                 code = error_code(exc)
-                if code not in RETRYABLE_CODES:
+                retryable = code in RETRYABLE_CODES
+                pace.release(cuts, 0, int(code in THROTTLE_CODES), retryable)
+                if not retryable:
                     self._settle(ctx, flight, pending, dict.fromkeys(pending, code))
                     raise _Fatal(describe(exc, self.settings, "delete objects in")) from exc
-                # Still throttled after botocore's own retries: back off and resend it all.
-                codes = dict.fromkeys(pending, code)
+                codes = dict.fromkeys(pending, code)  # the whole request, to be resent
             except BotoCoreError as exc:
+                pace.release(cuts, 0, 0, True)
                 self._settle(ctx, flight, pending, dict.fromkeys(pending, type(exc).__name__))
                 if retries_cut_short(ctx.stop, exc):
                     return
                 raise _Fatal(describe(exc, self.settings, "delete objects in")) from exc
+            else:
+                pace.answered(cuts, len(pending), codes.values())
             retry = [item for item in pending if codes.get(item) in RETRYABLE_CODES]
             done = [item for item in pending if codes.get(item) not in RETRYABLE_CODES]
             self._settle(ctx, flight, done, codes)
             if not retry:
                 return
+            idle = idle + 1 if len(retry) == len(pending) else 0
             pending = retry
-        self._settle(ctx, flight, pending, codes)
+            # Given up only when the whole target made no progress for the patience.
+            delay = pace.backoff(idle)
+            if delay <= 0 or ctx.wait(delay):
+                self._settle(ctx, flight, pending, codes)
+                return
+            cuts = pace.acquire()
 
     def _predict(self, ctx: TargetContext, checker: LockCheck, flight: _Flight) -> None:
         """Dry run on a bucket with Object Lock: predict which versions the lock keeps."""
