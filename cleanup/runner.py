@@ -3,8 +3,7 @@
 A failing target never stops the others. A stop request (SIGTERM/SIGINT, set by
 the CLI) lets the running target finish what is in flight; it is reported
 `interrupted` and the targets after it `skipped`. Every wait after the stop is
-bounded: a target still busy STOP_GRACE_S after the request (a store that stops
-answering, a stuck worker) is left behind, so `run_finished` is logged in time.
+bounded: a target still busy STOP_GRACE_S after the request is left behind.
 """
 
 from __future__ import annotations
