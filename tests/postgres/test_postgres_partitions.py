@@ -171,6 +171,23 @@ def test_postgres_partitions_drop_mode_drops_old_eligible_partition_keeps_runnin
     assert table.count() == KEPT
 
 
+def test_postgres_partitions_drop_partition_reaching_past_the_cutoff_is_swept_not_dropped(
+    jobs: Jobs,
+) -> None:
+    """A partition whose range reaches past the cutoff is swept by rows even when every row
+    it holds now is eligible: a row newer than the cutoff may be written into it any time."""
+    table = _make(jobs)
+    table.insert("straddle", 30, "cancelled", 40)  # all eligible, but the range ends 20 days ago
+    result = table.run(partitions="drop")
+    assert result.exit_code == 0, result.stdout
+    dropped = {e["partition"] for e in result.events("partition_dropped")}
+    # the empty partitions wholly before the cutoff go; the straddling one stays
+    assert dropped == {f"public.{table.part('older')}", f"public.{table.part('old')}"}
+    assert table.part("straddle") in table.attached()
+    assert result.target("jobs")["deleted"] == 30
+    assert table.count() == 0
+
+
 def test_postgres_partitions_drop_dry_run_predicts_the_real_run(parted: Parted) -> None:
     """A dry run in drop mode changes nothing, names the partition it would drop, and
     predicts the counters the real run then has."""
