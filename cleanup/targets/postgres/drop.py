@@ -148,21 +148,11 @@ class Dropper:
         with self.conn.transaction():
             # SHARE: the application can still read the partition, not change it, so the
             # count stays exact until the drop commits.
-            self.conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(leaf.ident))
-            rows = self._survey(leaf)
-            if rows is None:
-                raise _Changed
-            self._grant(rows)
-            try:
-                self._restore_statement_timeout()
-                self.conn.execute(
-                    sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(self.parent, leaf.ident)
-                )
-                self.conn.execute(sql.SQL("DROP TABLE {}").format(leaf.ident))
-            except BaseException:
-                self.ctx.budget.give_back(rows)
-                raise
-        return rows
+            return self._count_and_drop(
+                leaf,
+                "SHARE",
+                sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(self.parent, leaf.ident),
+            )
 
     def _concurrent(self, leaf: Leaf) -> int | None:
         with self.conn.transaction():
@@ -182,21 +172,27 @@ class Dropper:
         try:
             with self.conn.transaction():
                 # Detached: only sessions naming it directly can still reach it.
-                self.conn.execute(
-                    sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(leaf.ident)
-                )
-                rows = self._survey(leaf)
-                if rows is None:
-                    raise _Changed
-                self._grant(rows)
-                try:
-                    self._restore_statement_timeout()
-                    self.conn.execute(sql.SQL("DROP TABLE {}").format(leaf.ident))
-                except BaseException:
-                    self.ctx.budget.give_back(rows)
-                    raise
+                return self._count_and_drop(leaf, "ACCESS EXCLUSIVE")
         except (_Changed, psycopg.Error):
             self._attach_again(leaf)
+            raise
+
+    def _count_and_drop(self, leaf: Leaf, mode: str, *before_drop: sql.Composed) -> int:
+        """In the caller's transaction: lock the leaf in `mode`, count it again (a row outside
+        the rules raises _Changed), take its rows from the budget, then run `before_drop`
+        and DROP it; the rows go back to the budget when a statement fails."""
+        self.conn.execute(sql.SQL("LOCK TABLE {} IN " + mode + " MODE").format(leaf.ident))
+        rows = self._survey(leaf)
+        if rows is None:
+            raise _Changed
+        self._grant(rows)
+        try:
+            self._restore_statement_timeout()
+            for statement in before_drop:
+                self.conn.execute(statement)
+            self.conn.execute(sql.SQL("DROP TABLE {}").format(leaf.ident))
+        except BaseException:
+            self.ctx.budget.give_back(rows)
             raise
         return rows
 
