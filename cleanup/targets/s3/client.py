@@ -28,6 +28,7 @@ from botocore.exceptions import (
 from botocore.retries import standard
 from botocore.utils import parse_timestamp
 
+from cleanup.targets.s3 import fastpath
 from cleanup.targets.s3.settings import S3Settings
 
 if TYPE_CHECKING:
@@ -167,13 +168,14 @@ def make_client(
     web identity / IRSA, instance profile): no key is ever configured here.
 
     Built with botocore directly (the same chain and client boto3 would build), which
-    spares the run boto3's and s3transfer's import time. Its retries end at `stop`. Its
-    pool has a connection for every request the window of deletes and the listing
-    streams may have open at once.
+    spares the run boto3's and s3transfer's import time. Its retries end at `stop`; its
+    listing and DeleteObjects XML goes through cleanup.targets.s3.fastpath, so their
+    answers carry only the members the target reads. Its pool has a connection for every
+    request the window of deletes and the listing streams may have open at once.
     """
     pool = settings.max_in_flight + settings.list_parallelism + 2
     core = botocore.session.get_session()
-    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
+    fastpath.install_parser(core, _timestamp)
     region = settings.region or core.get_config_variable("region") or DEFAULT_REGION
     client = cast(
         "S3Client",
@@ -184,6 +186,7 @@ def make_client(
             config=_config(attempts, settings.endpoint_url, pool),
         ),
     )
+    fastpath.install_hooks(client)
     if settings.endpoint_url:
         client.meta.events.register("before-sign.s3.DeleteObjects", _add_content_md5)
     _retry_until_stop(client, attempts, stop, on_throttle)
