@@ -6,8 +6,10 @@ partial through an immutable file (predicted by the dry run), failed through
 dry run (its backlog, and a config_warning), a dry run, a preflight, a
 configuration error, a run stopped by SIGTERM; a PostgreSQL table on a throwaway
 server, also read by a role without DELETE (a predicted failure) and with a
-statuses typo (a target_warning); an S3 prefix on the local S3 server, and one
-that holds nothing (a target_warning)) and collects every JSON line it printed. The dashboards, pipeline and alerts are then checked against
+statuses typo (a target_warning); an S3 prefix on the local S3 server, one
+that holds nothing (a target_warning) and one behind a proxy that throttles (an
+s3_throttled warning)) and collects every JSON line it printed. The dashboards,
+pipeline and alerts are then checked against
 these lines, never against a list of names typed into a test.
 """
 
@@ -218,9 +220,14 @@ def _s3_runs(base: Path, emitted: Emitted) -> None:
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
 
+    from tests.support.faultproxy import fault_proxy, per_key_slow_down
     from tests.support.s3server import moto_thread
 
-    with moto_thread() as endpoint, pytest.MonkeyPatch.context() as patch:
+    with (
+        moto_thread() as endpoint,
+        fault_proxy(endpoint.url, before=[per_key_slow_down(0, first=1)]) as throttling,
+        pytest.MonkeyPatch.context() as patch,
+    ):
         # boto3 reads credentials from the process environment, not from run_cli's mapping.
         for name in endpoint.AMBIENT:
             patch.delenv(name, raising=False)
@@ -242,7 +249,10 @@ def _s3_runs(base: Path, emitted: Emitted) -> None:
             f'endpoint_url = "{endpoint.url}"\n'
             # Nothing at all under this prefix: a `prefix_empty` warning.
             f'[[s3]]\nname = "nothing"\nbucket = "media"\nprefix = "thumbnails/"\n'
-            f'max_age = "7d"\nendpoint_url = "{endpoint.url}"\n',
+            f'max_age = "7d"\nendpoint_url = "{endpoint.url}"\n'
+            # Through a proxy that throttles its first DeleteObjects: `s3_throttled`.
+            f'[[s3]]\nname = "throttled"\nbucket = "media"\nprefix = "archive/"\n'
+            f'max_age = "7d"\nendpoint_url = "{throttling.url}"\n',
         )
         _run_stores(config, {}, emitted)
 

@@ -329,11 +329,12 @@ def test_grafana_dashboard_queries_match_emitted_fields_and_values(emitted: Emit
 
 
 def test_loki_rule_queries_match_emitted_fields_and_values(emitted: Emitted) -> None:
-    """The Loki ruler's partial/capped and warning rules parse and see their values in real lines."""
+    """The Loki ruler's partial/capped, warning and throttling rules parse and see their values in real lines."""
     queries = list(loki_rule_queries(yaml.safe_load(LOKI_RULES.read_text())))
     assert [q.where for q in queries] == [
         "rule CleanupTargetPartialOrCapped",
         "rule CleanupConfigurationWarning",
+        "rule CleanupS3Throttled",
     ]
     assert loki_problems(queries, emitted.lines) == []
 

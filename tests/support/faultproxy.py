@@ -121,16 +121,19 @@ def slow_down(
     return rule
 
 
-def per_key_slow_down(fraction: float, seed: int = 2) -> Before:
-    """For `fraction` of DeleteObjects calls: every key reported as SlowDown, nothing deleted."""
+def per_key_slow_down(fraction: float, seed: int = 2, first: int = 0) -> Before:
+    """For `fraction` of DeleteObjects calls, and for the `first` ones in any case: every
+    key reported as SlowDown, nothing deleted."""
     rng = random.Random(seed)
     lock = threading.Lock()
+    calls = [0]
 
     def rule(request: Request) -> Response | None:
         if not _is_delete_objects(request):
             return None
         with lock:
-            hit = rng.random() < fraction
+            calls[0] += 1
+            hit = calls[0] <= first or rng.random() < fraction
         if not hit:
             return None
         keys = re.findall(rb"<Key>(.*?)</Key>", request.body)
