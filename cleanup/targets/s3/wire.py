@@ -4,7 +4,7 @@ botocore's shape-driven parser builds and walks an ElementTree of every answer: 
 20 ms of CPU for a 1000-key listing page, plus a second whole parse looking for an error
 inside a 200 answer; its validator and serializer do the same for every 1000-key
 DeleteObjects body. Those costs are per key, and the listing is the sequential part of
-the target (docs/s3.md, "S3 CPU per key"). Here the same results come from a few regular
+the target (docs/s3.md, "CPU per key"). Here the same results come from a few regular
 expressions over the raw text.
 
 They read only the plain XML S3 writes: elements without attributes or namespace
