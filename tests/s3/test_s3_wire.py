@@ -60,8 +60,12 @@ def _text(value: str) -> str:
     )
 
 
+def _fields(fields: Mapping[str, str]) -> str:
+    return "".join(f"<{k}>{_text(v)}</{k}>" for k, v in fields.items())
+
+
 def _element(tag: str, fields: Mapping[str, str]) -> str:
-    return f"<{tag}>" + "".join(f"<{k}>{_text(v)}</{k}>" for k, v in fields.items()) + f"</{tag}>"
+    return f"<{tag}>{_fields(fields)}</{tag}>"
 
 
 def _document(root: str, parts: list[str]) -> bytes:
@@ -86,8 +90,7 @@ def _contents(key: str, stamp: str = "2024-05-01T12:00:00.000Z", size: int = 3) 
 
 def _listing(keys: list[str]) -> bytes:
     head = [
-        _element(
-            "x",
+        _fields(
             {
                 "Name": "media",
                 "Prefix": "out/&<>/",
@@ -98,7 +101,7 @@ def _listing(keys: list[str]) -> bytes:
                 "Delimiter": "/",
                 "IsTruncated": "true",
             },
-        )[3:-4]
+        )
     ]
     return _document(
         "ListBucketResult",
