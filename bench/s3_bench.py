@@ -451,26 +451,30 @@ def acceptance(results: list[tuple[Scenario, dict[str, list[Sample]]]]) -> list[
                 f"{median(runs['s5cmd'], 'wall_s'):.2f} s = {ratio:.2f}x ({goal}){size}"
             )
         elif scenario.section == "throttle":
-            s = cleanup[0]
             # The throttling targets are for per-key SlowDown answers.
             factor, must_log = (
                 THROTTLE_TARGETS.get((scenario.throttle_rate, scenario.objects), (0.0, False))
                 if scenario.throttle_mode == "keys"
                 else (0.0, False)
             )
-            ok = s.exit_code == 0 and s.old_left == 0 and s.kept_all
-            ok = (
-                ok
-                and s.wall_s <= factor * scenario.bound_s
-                and (s.throttled_logged or not must_log)
-            )
+            # Every run must meet the target, not just one: the median is what is reported,
+            # the slowest run and the worst of the checks decide.
+            walls = [s.wall_s for s in cleanup]
+            exits = sorted({s.exit_code for s in cleanup})
+            left = max(s.old_left for s in cleanup)
+            kept = all(s.kept_all for s in cleanup)
+            logged = all(s.throttled_logged for s in cleanup)
+            ok = exits == [0] and left == 0 and kept and max(walls) <= factor * scenario.bound_s
+            ok = ok and (logged or not must_log)
             goal = f"target <= {factor}x" if factor else "no target at this rate and size"
+            spread = f" (runs {min(walls):.1f} to {max(walls):.1f} s)" if len(cleanup) > 1 else ""
             lines.append(
-                f"- {scenario.label}: exit {s.exit_code}, {s.wall_s:.1f} s = "
-                f"{s.wall_s / scenario.bound_s:.2f}x the bound {scenario.bound_s:.1f} s "
-                f"({goal}), old keys left {s.old_left:,}, others kept "
-                f"{'yes' if s.kept_all else 'NO'}, s3_throttled logged "
-                f"{'yes' if s.throttled_logged else 'no'}" + (f": {verdict(ok)}" if factor else "")
+                f"- {scenario.label}: exit {'/'.join(map(str, exits))}, "
+                f"{statistics.median(walls):.1f} s{spread} = "
+                f"{statistics.median(walls) / scenario.bound_s:.2f}x the bound "
+                f"{scenario.bound_s:.1f} s ({goal}), old keys left {left:,}, others kept "
+                f"{'yes' if kept else 'NO'}, s3_throttled logged "
+                f"{'yes' if logged else 'no'}" + (f": {verdict(ok)}" if factor else "")
             )
         elif scenario.section == "memory":
             s = cleanup[0]

@@ -195,3 +195,26 @@ def test_s3_bench_small_run_reports_every_table_and_the_acceptance_lines() -> No
     assert "2,000 keys flat, list 5 ms / delete 20 ms: cleanup" in out
     assert "throttled at 2,000 keys/s (503 SlowDown): exit" in out
     assert re.search(r"3,000 keys flat.*cleanup peak RSS [\d.]+ MiB", out), out
+
+
+def test_s3_bench_throttle_verdict_misses_when_any_run_misses() -> None:
+    """A throttled case meets its target only if every run does: one slow run of three,
+    or one that left a key, makes the acceptance line say MISSES."""
+    from s3_bench import Sample, Scenario, acceptance
+
+    scenario = Scenario("throttle", 100_000, 0, 30.0, 150.0, throttle_rate=3500.0)
+
+    def run(wall_s: float, old_left: int = 0) -> Sample:
+        return Sample(
+            "cleanup", scenario, wall_s, 0, 70 * 1024, 1.0, 0.1, old_left, 0, 0,
+            None, None, True, 1,
+        )  # fmt: skip
+
+    def line(runs: list[Sample]) -> str:
+        return next(x for x in acceptance([(scenario, {"cleanup": runs})]) if "3,500" in x)
+
+    fast = [run(28.0), run(28.5), run(28.6)]
+    assert line(fast).endswith(": meets")
+    assert "28.5 s (runs 28.0 to 28.6 s)" in line(fast)
+    assert line([*fast[:2], run(32.0)]).endswith(": MISSES")  # 32.0 s > 1.15 x 27.6 s
+    assert line([*fast[:2], run(28.6, old_left=1)]).endswith(": MISSES")
